@@ -1,0 +1,56 @@
+# image-gateway: the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Debian packages the test suite uses: a real Prometheus (promtool too), docker-compose's
+# config checker, and wrk for the benchmark.
+APT_PACKAGES := prometheus docker-compose wrk
+
+.PHONY: run test lint typecheck unit install install-dev system-deps openapi bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+run: install
+	$(BIN)/image-gateway
+
+# Installs the Debian packages the suite needs when they are missing (needs root or sudo).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: install-dev
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
+
+typecheck: install-dev
+	$(BIN)/mypy app
+
+unit: install-dev
+	$(BIN)/pytest
+
+test: system-deps install-dev
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
+	$(BIN)/mypy app
+	$(BIN)/pytest
+
+openapi: install
+	$(BIN)/python scripts/export_openapi.py
+
+bench: system-deps install-dev
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

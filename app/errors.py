@@ -1,0 +1,124 @@
+"""The gateway's error hierarchy. Nothing else raises HTTP errors.
+
+Each class carries the HTTP status and the stable machine-readable ``code`` of DESIGN §1.
+Providers translate vendor failures into these exactly once, at their boundary; the one
+handler in ``app.main`` turns them into RFC 9457 ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule: where (``loc``), what (``msg``) and, for vendor limits, which limit."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    limit: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"loc": list(self.loc), "msg": self.msg}
+        if self.limit is not None:
+            out["limit"] = self.limit
+        return out
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    #: Safe to send again unchanged (set per instance by the provider that raised it).
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        provider: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+        self.provider = provider
+        self.retry_after = retry_after
+        self.retryable = self.default_retryable if retryable is None else retryable
+        #: Bounded label for image_gateway_upstream_errors_total (timeout, connect, ...).
+        self.reason = reason
+
+
+class InvalidRequest(GatewayError):
+    status, code, title = 400, "invalid_request", "Invalid request"
+
+
+class NotFound(GatewayError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+
+
+class NotAcceptable(GatewayError):
+    status, code, title = 406, "not_acceptable", "Not acceptable"
+
+
+class PayloadTooLarge(GatewayError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class ValidationFailed(GatewayError):
+    status, code, title = 422, "validation_failed", "Validation failed"
+
+
+class ContentFiltered(GatewayError):
+    status, code, title = 422, "content_filtered", "Content filtered"
+
+
+class RateLimited(GatewayError):
+    status, code, title = 429, "rate_limited", "Rate limited"
+    default_retryable = True
+
+
+class UpstreamError(GatewayError):
+    status, code, title = 502, "upstream_error", "Upstream error"
+
+
+class ProviderUnavailable(GatewayError):
+    status, code, title = 503, "provider_unavailable", "Provider unavailable"
+    default_retryable = True
+
+
+class UpstreamTimeout(GatewayError):
+    status, code, title = 504, "upstream_timeout", "Upstream timeout"
+
+
+class InternalError(GatewayError):
+    status, code, title = 500, "internal_error", "Internal error"
+
+
+def problem_body(error: GatewayError, request_id: str) -> dict[str, Any]:
+    """The problem+json document for ``error`` (RFC 9457 plus the gateway's fields)."""
+    body: dict[str, Any] = {
+        "type": f"urn:image-gateway:problem:{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+        "request_id": request_id,
+    }
+    if error.provider is not None:
+        body["provider"] = error.provider
+    if error.errors:
+        body["errors"] = [e.as_dict() for e in error.errors]
+    return body

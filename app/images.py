@@ -1,0 +1,188 @@
+"""Image intake: strict base64, format sniffing, header dimensions, byte and pixel guards.
+
+Nothing here decodes pixels. The format comes from magic bytes (never from a filename or
+a Content-Type), width and height from the format's header, so a PNG that claims
+100000x100000 is refused in microseconds, before any decoder sees it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from dataclasses import dataclass
+
+from app.errors import (
+    FieldError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+#: Whatever a caller sends, the gateway itself never decodes more than this many pixels.
+GATEWAY_MAX_PIXELS = 16384 * 16384
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_DATA_URI = re.compile(r"^data:(image/(?:png|jpeg|jpg|webp))?;base64,", re.IGNORECASE)
+_OTHER_FORMATS = (
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"\x00\x00\x01\x00", "ico"),
+    (b"%PDF", "pdf"),
+)
+# JPEG start-of-frame markers carry the dimensions (all SOFn except DHT/JPG/DAC).
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    size: int
+
+    @property
+    def mime_type(self) -> str:
+        return MIME_TYPES[self.format]
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def decode_base64_image(text: str, field: str = "image") -> tuple[bytes, str]:
+    """Strictly decode a raw base64 string or a ``data:image/...;base64,`` URI.
+
+    Returns the bytes and the bare base64 text (without a data: prefix), so that the text
+    can be forwarded to vendors that want base64 without encoding it again.
+    """
+    if text.startswith("data:"):
+        match = _DATA_URI.match(text)
+        if match is None or match.group(1) is None:
+            raise InvalidRequest(
+                f"{field}: a data URI must start with data:image/png;base64, "
+                "data:image/jpeg;base64, or data:image/webp;base64,",
+                errors=[FieldError((field,), "unsupported data URI prefix")],
+            )
+        text = text[match.end() :]
+    if not text:
+        raise InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
+    try:
+        data = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(
+            f"{field} is not valid base64", errors=[FieldError((field,), "invalid base64")]
+        ) from None
+    return data, text
+
+
+def sniff(data: bytes) -> ImageInfo:
+    """Format and dimensions from the header; 415 for other formats, 400 for broken ones."""
+    if not data:
+        raise InvalidRequest(
+            "image is empty (0 bytes)", errors=[FieldError(("image",), "empty image")]
+        )
+    if data.startswith(_PNG_SIGNATURE):
+        return _png(data)
+    if data.startswith(b"\xff\xd8\xff"):
+        return _jpeg(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp(data)
+    for magic, name in _OTHER_FORMATS:
+        if data.startswith(magic):
+            raise UnsupportedMediaType(f"image is {name}; accepted formats are png, jpeg and webp")
+    raise UnsupportedMediaType("image is not a png, jpeg or webp file")
+
+
+def _broken(fmt: str, why: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"image is a damaged {fmt} file: {why}", errors=[FieldError(("image",), why)]
+    )
+
+
+def _png(data: bytes) -> ImageInfo:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise _broken("png", "the IHDR header is missing or truncated")
+    width, height = struct.unpack(">II", data[16:24])
+    if width == 0 or height == 0:
+        raise _broken("png", "width or height is zero")
+    # A PNG ends with an IEND chunk; without it the file was cut short.
+    if not data.endswith(_PNG_IEND):
+        raise _broken("png", "the file is truncated (no IEND chunk at the end)")
+    return ImageInfo("png", width, height, len(data))
+
+
+def _jpeg(data: bytes) -> ImageInfo:
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            raise _broken("jpeg", "a segment marker is missing")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                break
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            if width == 0 or height == 0:
+                raise _broken("jpeg", "width or height is zero")
+            return ImageInfo("jpeg", width, height, end)
+        if marker == 0xDA or length < 2:
+            break
+        pos += 2 + length
+    raise _broken("jpeg", "no frame header with the image size")
+
+
+def _webp(data: bytes) -> ImageInfo:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        width, height = width & 0x3FFF, height & 0x3FFF
+    elif chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    elif chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+    else:
+        raise _broken("webp", "the frame header is missing or truncated")
+    if width == 0 or height == 0:
+        raise _broken("webp", "width or height is zero")
+    return ImageInfo("webp", width, height, len(data))
+
+
+def guard(
+    info: ImageInfo, max_bytes: int | None = None, max_pixels: int = GATEWAY_MAX_PIXELS
+) -> None:
+    """The gateway's own ceilings, applied before any provider looks at the image."""
+    if max_bytes is not None and info.size > max_bytes:
+        raise PayloadTooLarge(f"image is {info.size} bytes; the limit is {max_bytes}")
+    if info.pixels > max_pixels:
+        raise ValidationFailed(
+            f"image claims {info.width}x{info.height} px; "
+            f"the gateway accepts at most {max_pixels} px",
+            errors=[
+                FieldError(
+                    ("image",),
+                    f"{info.width}x{info.height} px",
+                    f"gateway: input must be <= {max_pixels} px",
+                )
+            ],
+        )
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

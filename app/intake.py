@@ -1,0 +1,159 @@
+"""Request bodies into jobs: JSON or multipart, the image decoded and sniffed once.
+
+Shape errors (unknown or missing field, wrong type, malformed JSON) are 400
+``invalid_request``; values outside the normalized ranges are 422 ``validation_failed``;
+image bytes that are not png/jpeg/webp are 415.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from app import images
+from app.errors import (
+    FieldError,
+    GatewayError,
+    InvalidRequest,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from app.providers.base import GenerateJob, InputImage, UpscaleJob
+from app.schemas import GenerateParams, UpscaleParams
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+
+#: Pydantic error types that mean "the request has the wrong shape" (400), not "a value is
+#: out of range" (422).
+_SHAPE_ERRORS = frozenset(
+    {"missing", "extra_forbidden", "json_invalid", "model_type", "model_attributes_type"}
+)
+#: Multipart parts that carry JSON objects.
+_JSON_PARTS = frozenset({"options", "output"})
+
+
+async def read_upscale(request: Request) -> UpscaleJob:
+    if _is_multipart(request):
+        fields, data, b64 = await _read_multipart(request)
+    else:
+        fields = await _read_json(request)
+        data, b64 = _image_from_json(fields.pop("image", None))
+    info = images.sniff(data)
+    images.guard(info)
+    params = parse_params(UpscaleParams, fields)
+    return UpscaleJob(params=params, image=InputImage(data, info, b64))
+
+
+async def read_generate(request: Request) -> GenerateJob:
+    if _is_multipart(request):
+        fields, _, _ = await _read_multipart(request, image_allowed=False)
+    else:
+        fields = await _read_json(request)
+    return GenerateJob(params=parse_params(GenerateParams, fields))
+
+
+def parse_params(model: type[ParamsT], fields: dict[str, Any]) -> ParamsT:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise _params_error(exc) from None
+
+
+def _params_error(exc: ValidationError) -> GatewayError:
+    details = exc.errors(include_url=False, include_context=False, include_input=False)
+    errors = [FieldError(tuple(d["loc"]), d["msg"]) for d in details]
+    summary = "; ".join(f"{'.'.join(map(str, e.loc)) or 'body'}: {e.msg}" for e in errors)
+    shape = any(
+        d["type"] in _SHAPE_ERRORS or d["type"].endswith(("_type", "_parsing")) for d in details
+    )
+    if shape:
+        return InvalidRequest(summary, errors=errors)
+    return ValidationFailed(summary, errors=errors)
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"content type {ctype!r} is not accepted; send application/json or multipart/form-data"
+        )
+    body = await request.body()
+    if not body.strip():
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return parsed
+
+
+def _image_from_json(value: Any) -> tuple[bytes, str]:
+    if value is None:
+        raise InvalidRequest("image is required", errors=[FieldError(("image",), "field required")])
+    if not isinstance(value, str):
+        raise InvalidRequest(
+            "image must be a base64 string",
+            errors=[FieldError(("image",), "expected a base64 string")],
+        )
+    return images.decode_base64_image(value)
+
+
+async def _read_multipart(
+    request: Request, image_allowed: bool = True
+) -> tuple[dict[str, Any], bytes, str | None]:
+    try:
+        form = await request.form(max_files=1, max_fields=64)
+    except StarletteHTTPException as exc:
+        raise InvalidRequest(f"the multipart body is malformed: {exc.detail}") from None
+    fields: dict[str, Any] = {}
+    data, b64 = b"", None
+    have_image = False
+    try:
+        for key, value in form.multi_items():
+            if key == "image" and image_allowed:
+                data, b64 = await _image_part(value)
+                have_image = True
+            else:
+                fields[key] = _form_value(key, value)
+    finally:
+        await form.close()
+    if image_allowed and not have_image:
+        raise InvalidRequest(
+            "multipart body has no file part named 'image'",
+            errors=[FieldError(("image",), "field required")],
+        )
+    return fields, data, b64
+
+
+async def _image_part(value: UploadFile | str) -> tuple[bytes, str | None]:
+    if isinstance(value, str):  # a text part: base64, as in the JSON body
+        data, b64 = images.decode_base64_image(value)
+        return data, b64
+    return await value.read(), None
+
+
+def _form_value(key: str, value: UploadFile | str) -> Any:
+    if not isinstance(value, str):
+        raise InvalidRequest(
+            f"part {key!r} must be a text field, not a file",
+            errors=[FieldError((key,), "unexpected file part")],
+        )
+    if key in _JSON_PARTS:
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise InvalidRequest(
+                f"part {key!r} must be a JSON object", errors=[FieldError((key,), "invalid JSON")]
+            ) from None
+    return value

@@ -1,0 +1,112 @@
+"""The application: ``create_app(settings)``.
+
+The lifespan owns the provider clients; the routers are thin; and every error, whether
+the gateway's own, FastAPI's validation, an unknown route or an unexpected exception,
+leaves through the one problem+json handler below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app import __version__, lifecycle, metrics
+from app.api import operational, operations
+from app.errors import GatewayError
+from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
+from app.providers.registry import build_providers
+from app.routing import Router
+from app.schemas import GenerateForm, GenerateParams, Problem, UpscaleForm, UpscaleRequest
+from app.service import GatewayService
+from app.settings import Settings
+
+log = logging.getLogger("image_gateway")
+
+_DESCRIPTION = (
+    "One normalized API for image AI: upscale and generate through Vertex AI Imagen, "
+    "Venice.ai, Deep-Image.ai or the built-in local upscaler. Every error is "
+    "application/problem+json (RFC 9457)."
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    providers = build_providers(settings)
+    life = lifecycle.Lifecycle()
+    lifecycle.ACTIVE = life
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for provider in providers.values():
+            await provider.start()
+        metrics.init(list(providers))
+        try:
+            yield
+        finally:
+            for provider in providers.values():
+                await provider.aclose()
+
+    app = FastAPI(
+        title="image-gateway", version=__version__, description=_DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.lifecycle = life
+    app.state.service = GatewayService(settings, Router(settings, providers))
+    app.include_router(operations.router)
+    app.include_router(operational.router)
+    _install_error_handler(app)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        lifecycle=life,
+        access_log=settings.access_log,
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _install_error_handler(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return problem_response(request, to_gateway_error(exc))
+
+    for exc_type in (GatewayError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(exc_type, handle)
+
+
+def problem_response(request: Request, error: GatewayError) -> Response:
+    request_id = getattr(request.state, "request_id", "")
+    request.state.code = error.code
+    if error.provider and not getattr(request.state, "provider", None):
+        request.state.provider = error.provider
+    status, headers, body = problem_response_parts(error, request_id)
+    response = Response(content=body, status_code=status)
+    response.raw_headers = headers
+    labels = getattr(request.state, "attempt_labels", "")
+    if labels:
+        response.headers["x-image-gateway-attempts"] = labels
+    return response
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's spec plus the request-body schemas declared through ``openapi_extra``
+    (JSON and multipart), so generated clients upload files as binary."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    spec = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in (UpscaleRequest, UpscaleForm, GenerateParams, GenerateForm, Problem):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    app.openapi_schema = spec
+    return spec

@@ -1,0 +1,153 @@
+"""Every Prometheus metric the gateway exports. Names and labels are fixed here, and every
+label value is bounded (operations, provider ids, status codes, error codes, reasons).
+
+With several uvicorn workers, prometheus-client's multiprocess mode is used: the server
+sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and ``/metrics`` aggregates
+the per-process files (see ``render``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from app import __version__
+
+# 5 ms to 300 s: gateway-only answers are milliseconds, vendor calls are seconds to minutes.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BYTES_BUCKETS = tuple(float(2**n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
+
+REQUESTS = Counter(
+    "image_gateway_requests",
+    "Requests answered, by operation, provider, HTTP status and error code.",
+    ["operation", "provider", "status_code", "code"],
+)
+REQUEST_DURATION = Histogram(
+    "image_gateway_request_duration_seconds",
+    "Whole-request latency as the caller sees it.",
+    ["operation", "provider"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_DURATION = Histogram(
+    "image_gateway_upstream_duration_seconds",
+    "Latency of each provider call (one attempt).",
+    ["provider", "operation", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_ERRORS = Counter(
+    "image_gateway_upstream_errors",
+    "Failed provider calls by reason.",
+    ["provider", "operation", "reason"],
+)
+OVERHEAD = Histogram(
+    "image_gateway_overhead_seconds",
+    "The gateway's own cost: total request time minus time spent waiting on providers.",
+    ["operation"],
+    buckets=OVERHEAD_BUCKETS,
+)
+VALIDATION_FAILURES = Counter(
+    "image_gateway_validation_failures",
+    "Requests refused by a provider's limits before any upstream call.",
+    ["provider", "operation"],
+)
+RETRIES = Counter(
+    "image_gateway_retries", "Provider calls repeated after a retryable failure.", ["provider"]
+)
+FALLBACKS = Counter(
+    "image_gateway_fallbacks",
+    "Requests moved from one provider to the next.",
+    ["from_provider", "to_provider"],
+)
+BULKHEAD_REJECTIONS = Counter(
+    "image_gateway_bulkhead_rejections",
+    "Requests refused because a provider had too many calls in flight.",
+    ["provider"],
+)
+INFLIGHT = Gauge(
+    "image_gateway_inflight_requests",
+    "Requests being served.",
+    ["operation"],
+    multiprocess_mode="livesum",
+)
+CIRCUIT_STATE = Gauge(
+    "image_gateway_circuit_state",
+    "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+    ["provider"],
+    multiprocess_mode="max",
+)
+IMAGE_BYTES = Histogram(
+    "image_gateway_image_bytes",
+    "Image payload sizes, in (from callers) and out (to callers).",
+    ["direction"],
+    buckets=BYTES_BUCKETS,
+)
+VENDOR_RATELIMIT_REMAINING = Gauge(
+    "image_gateway_vendor_ratelimit_remaining_requests",
+    "Requests left in the vendor's current rate-limit window, as the vendor last reported.",
+    ["provider"],
+    multiprocess_mode="mostrecent",
+)
+BUILD_INFO = Gauge(
+    "image_gateway_build_info",
+    "Always 1; the labels carry the version.",
+    ["version"],
+    multiprocess_mode="max",
+)
+
+OPERATIONS = ("upscale", "generate")
+
+
+def init(provider_ids: list[str]) -> None:
+    """Create the label sets that should exist before the first request, so dashboards and
+    alerts see zeros instead of absent series."""
+    BUILD_INFO.labels(version=__version__).set(1)
+    for pid in provider_ids:
+        CIRCUIT_STATE.labels(provider=pid).set(0)
+    for op in OPERATIONS:
+        INFLIGHT.labels(operation=op)
+
+
+def record_vendor_headers(provider: str, headers: Mapping[str, str]) -> None:
+    """Keep the rate-limit headroom a vendor reports (Venice ``x-ratelimit-remaining-requests``)."""
+    value = headers.get("x-ratelimit-remaining-requests")
+    if value is None:
+        return
+    try:
+        VENDOR_RATELIMIT_REMAINING.labels(provider=provider).set(float(value))
+    except ValueError:
+        return
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for ``/metrics`` (aggregated across workers in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class Stopwatch:
+    """Monotonic timing in seconds and milliseconds."""
+
+    __slots__ = ("start",)
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

@@ -1,0 +1,253 @@
+"""One pure-ASGI middleware for what every request needs: a request id, the body-size
+limit (before the body is read whole), drain refusal, ``Server-Timing``, the request
+metrics and the one-line JSON access log.
+
+Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: it adds no task, no copy of the
+body and no second response object on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import metrics
+from app.errors import (
+    FieldError,
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ProviderUnavailable,
+    problem_body,
+)
+from app.lifecycle import Lifecycle
+
+log = logging.getLogger("image_gateway.access")
+
+OPERATIONS = {"/v1/upscale": "upscale", "/v1/generate": "generate"}
+#: Paths that keep answering while the process drains (probes and scrapes).
+_ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+def to_gateway_error(exc: Exception) -> GatewayError:
+    """The one translation of anything raised while serving into a ``GatewayError``."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        errors = [FieldError(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
+        return InvalidRequest("the request does not match the schema", errors=errors)
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 404:
+            return NotFound("no such endpoint; see /docs or openapi/openapi.json")
+        if exc.status_code == 405:
+            return MethodNotAllowed("this endpoint does not accept that method")
+        return InvalidRequest(str(exc.detail))
+    logging.getLogger("image_gateway").error(
+        "unexpected error while serving a request", exc_info=(type(exc), exc, None)
+    )
+    return InternalError("an unexpected error occurred; it has been logged")
+
+
+def problem_response_parts(
+    error: GatewayError, request_id: str
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the problem+json answer for ``error``. The app's one
+    exception handler and this middleware's early refusals both use it."""
+    body = json.dumps(problem_body(error, request_id)).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if error.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+    return error.status, headers, body
+
+
+class GatewayMiddleware:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, lifecycle: Lifecycle, access_log: bool
+    ) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.lifecycle = lifecycle
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        request_id = _request_id(scope)
+        state["request_id"] = request_id
+        path = scope["path"]
+        operation = OPERATIONS.get(path)
+        early = self._refuse_early(scope, path)
+        response: dict[str, Any] = {}
+        send_wrapper = self._send_wrapper(send, state, request_id, started, response)
+        if early is not None:
+            state["code"] = early.code
+            await _send_problem(send_wrapper, early, request_id)
+        else:
+            await self._serve_guarded(scope, receive, send_wrapper, operation, state, response)
+        self._observe(operation, state, response.get("status", 500), started, path)
+
+    async def _serve_guarded(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        operation: str | None,
+        state: dict[str, Any],
+        response: dict[str, Any],
+    ) -> None:
+        """Serve; an exception nothing else handled still leaves as problem+json (500)."""
+        try:
+            if operation is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._serve_operation(scope, receive, send, operation, state)
+        except Exception as exc:
+            if "status" in response:
+                raise  # the response has started; all we can do is drop the connection
+            error = to_gateway_error(exc)
+            state["code"] = error.code
+            await _send_problem(send, error, state["request_id"])
+
+    async def _serve_operation(
+        self, scope: Scope, receive: Receive, send: Send, operation: str, state: dict[str, Any]
+    ) -> None:
+        gauge = metrics.INFLIGHT.labels(operation=operation)
+        gauge.inc()
+        self.lifecycle.enter()
+        try:
+            await self.app(scope, self._limited(receive), send)
+        finally:
+            self.lifecycle.leave()
+            gauge.dec()
+
+    def _refuse_early(self, scope: Scope, path: str) -> GatewayError | None:
+        if self.lifecycle.draining and path not in _ALWAYS_SERVED:
+            return ProviderUnavailable(
+                "the gateway is shutting down; retry on another instance", retry_after=1
+            )
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            return PayloadTooLarge(f"the body is {int(length)} bytes; the limit is {self.max_body}")
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count body bytes as they stream in; stop at the limit without reading the rest."""
+        seen = 0
+        limit = self.max_body
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            return message
+
+        return limited_receive
+
+    def _send_wrapper(
+        self,
+        send: Send,
+        state: dict[str, Any],
+        request_id: str,
+        started: float,
+        response: dict[str, Any],
+    ) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"server-timing", _server_timing(state, started)))
+                message["headers"] = headers
+            await send(message)
+
+        return wrapped
+
+    def _observe(
+        self, operation: str | None, state: dict[str, Any], status: int, started: float, path: str
+    ) -> None:
+        if operation is None:
+            return
+        total = time.perf_counter() - started
+        provider = state.get("provider", "none")
+        code = state.get("code", "ok" if status < 400 else "error")
+        metrics.REQUESTS.labels(
+            operation=operation, provider=provider, status_code=str(status), code=code
+        ).inc()
+        metrics.REQUEST_DURATION.labels(operation=operation, provider=provider).observe(total)
+        upstream = state.get("upstream_s", 0.0)
+        metrics.OVERHEAD.labels(operation=operation).observe(max(total - upstream, 0.0))
+        if self.access_log:
+            _log_access(state, operation, provider, status, code, total, upstream)
+
+
+def _log_access(
+    state: dict[str, Any],
+    operation: str,
+    provider: str,
+    status: int,
+    code: str,
+    total: float,
+    upstream: float,
+) -> None:
+    """One JSON line per request. Only bounded, non-secret facts: never bodies or keys."""
+    record = {
+        "request_id": state.get("request_id"),
+        "operation": operation,
+        "provider": provider,
+        "model": state.get("model"),
+        "status": status,
+        "code": code,
+        "total_ms": round(total * 1000, 2),
+        "upstream_ms": round(upstream * 1000, 2),
+        "attempts": state.get("attempts", 0),
+    }
+    log.info(json.dumps(record))
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _server_timing(state: dict[str, Any], started: float) -> bytes:
+    total_ms = (time.perf_counter() - started) * 1000
+    parts = [f"total;dur={total_ms:.1f}"]
+    if "upstream_s" in state:
+        parts.append(f"upstream;dur={state['upstream_s'] * 1000:.1f}")
+    return ", ".join(parts).encode()
+
+
+async def _send_problem(send: Send, error: GatewayError, request_id: str) -> None:
+    status, headers, body = problem_response_parts(error, request_id)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

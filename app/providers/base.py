@@ -1,0 +1,450 @@
+"""The provider interface and the limits-as-data model.
+
+A provider turns a normalized job into a vendor call in two steps:
+
+1. ``prepare(job)``: pure and synchronous. It checks the job against the provider's limits
+   table and builds the exact vendor request. It raises ``ValidationFailed`` (with
+   ``errors[].limit`` quoting the rule) before any money is spent. Routing also uses it to
+   skip providers whose limits refuse a request.
+2. ``execute(call, ctx)``: performs the vendor call(s) within ``ctx.deadline`` and maps the
+   answer, or translates the vendor's failure into a ``GatewayError`` once, here.
+
+Limits are data (``ModelLimits``), read by validation, ``GET /v1/providers`` and the docs.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from app.errors import FieldError, UpstreamTimeout, ValidationFailed
+from app.images import ImageInfo
+from app.schemas import GenerateParams, UpscaleParams
+from app.settings import Settings
+
+
+class Operation(StrEnum):
+    UPSCALE = "upscale"
+    GENERATE = "generate"
+
+
+# --------------------------------------------------------------------------- limits as data
+
+
+class NumberRange(BaseModel):
+    """An inclusive (or exclusive, where flagged) numeric range."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.min_exclusive else '>='} {_num(self.min)}")
+        if self.max is not None:
+            parts.append(f"{'<' if self.max_exclusive else '<='} {_num(self.max)}")
+        return " and ".join(parts)
+
+    def contains(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.min is not None and (
+            value < self.min or (self.min_exclusive and value == self.min)
+        ):
+            return False
+        return not (
+            self.max is not None
+            and (value > self.max or (self.max_exclusive and value == self.max))
+        )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class ModelLimits(BaseModel):
+    """What one vendor model accepts for one or both operations. ``None`` means no limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    operations: tuple[Operation, ...]
+    # input image (upscale)
+    input_formats: tuple[str, ...] = ("png", "jpeg", "webp")
+    max_input_bytes: int | None = None
+    min_input_pixels: int | None = None
+    max_input_pixels: int | None = None
+    # output
+    max_output_pixels: int | None = None
+    output_formats: tuple[str, ...] = ("png",)
+    output_quality: bool = False
+    # upscale factor: a range, or a set of discrete factors
+    scale: NumberRange | None = None
+    scale_factors: tuple[float, ...] | None = None
+    size_targets: bool = True
+    # generate
+    prompt_required: bool = False
+    prompt_max_chars: int | None = None
+    prompt_max_tokens: int | None = None
+    negative_prompt: bool = True
+    n: NumberRange | None = None
+    aspect_ratios: tuple[str, ...] | None = None
+    width: NumberRange | None = None
+    height: NumberRange | None = None
+    seed: NumberRange | None = None
+    # relations between fields and vendor behaviours, in words (for docs and /v1/providers)
+    rules: tuple[str, ...] = ()
+
+
+class ProviderCatalog(BaseModel):
+    """What ``GET /v1/providers`` shows for one provider: the same tables validation reads."""
+
+    id: str
+    enabled: bool
+    operations: list[Operation]
+    default_models: dict[str, str]
+    models: list[ModelLimits]
+    options_schema: dict[str, Any] | None = None
+    circuit: str | None = None
+    notes: list[str] = []
+
+
+# --------------------------------------------------------------------------- images
+
+
+class InputImage:
+    """The caller's image. Decoded from base64 once; the caller's base64 text is kept so
+    that vendors that want base64 (Vertex, Deep-Image) get it without a re-encode."""
+
+    __slots__ = ("_b64", "data", "info")
+
+    def __init__(self, data: bytes, info: ImageInfo, b64: str | None = None) -> None:
+        self.data = data
+        self.info = info
+        self._b64 = b64
+
+    def base64(self) -> str:
+        if self._b64 is None:
+            self._b64 = base64.b64encode(self.data).decode("ascii")
+        return self._b64
+
+
+class OutputImage:
+    """One result image, held as bytes or base64, converted at most once, on demand."""
+
+    __slots__ = ("_b64", "_data", "height", "mime_type", "width")
+
+    def __init__(
+        self,
+        *,
+        mime_type: str,
+        width: int | None,
+        height: int | None,
+        data: bytes | None = None,
+        b64: str | None = None,
+    ) -> None:
+        if data is None and b64 is None:
+            raise ValueError("an OutputImage needs bytes or base64")
+        self.mime_type = mime_type
+        self.width = width
+        self.height = height
+        self._data = data
+        self._b64 = b64
+
+    def as_bytes(self) -> bytes:
+        if self._data is None:
+            assert self._b64 is not None
+            self._data = base64.b64decode(self._b64)
+        return self._data
+
+    def as_base64(self) -> str:
+        if self._b64 is None:
+            assert self._data is not None
+            self._b64 = base64.b64encode(self._data).decode("ascii")
+        return self._b64
+
+    @property
+    def has_bytes(self) -> bool:
+        return self._data is not None
+
+
+# --------------------------------------------------------------------------- jobs and calls
+
+
+@dataclass
+class UpscaleJob:
+    params: UpscaleParams
+    image: InputImage
+    operation: ClassVar[Operation] = Operation.UPSCALE
+
+
+@dataclass
+class GenerateJob:
+    params: GenerateParams
+    operation: ClassVar[Operation] = Operation.GENERATE
+
+
+Job = UpscaleJob | GenerateJob
+
+
+@dataclass
+class PreparedCall:
+    """A validated vendor request, ready to send. Providers subclass it with their payload."""
+
+    provider: str
+    operation: Operation
+    model: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProviderResult:
+    images: list[OutputImage]
+    model: str
+    warnings: list[str] = field(default_factory=list)
+
+
+class Deadline:
+    """An absolute point on the monotonic clock by which the whole request must be done."""
+
+    __slots__ = ("_clock", "at")
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def remaining(self) -> float:
+        return self.at - self._clock()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def check(self, provider: str) -> float:
+        """The time left, or ``UpstreamTimeout`` when there is none."""
+        left = self.remaining()
+        if left <= 0:
+            raise UpstreamTimeout(
+                f"{provider} did not answer within the request deadline",
+                provider=provider,
+                reason="timeout",
+            )
+        return left
+
+
+@dataclass
+class CallContext:
+    request_id: str
+    deadline: Deadline
+    #: The caller wants raw bytes (``Accept: image/*``), so base64 need not be kept.
+    wants_bytes: bool = False
+    #: Vendor response headers worth exporting (e.g. Venice ``x-ratelimit-remaining-requests``).
+    on_vendor_headers: Callable[[str, Mapping[str, str]], None] | None = None
+    #: Every provider call made for this request (filled in by routing).
+    attempts: list[Any] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+class Provider(ABC):
+    id: ClassVar[str]
+    operations: ClassVar[frozenset[Operation]]
+    #: Pydantic model of ``options.<id>``; ``None`` when the provider takes no options.
+    options_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def default_model(self, operation: Operation) -> str: ...
+
+    @abstractmethod
+    def model_limits(self) -> list[ModelLimits]: ...
+
+    @abstractmethod
+    def prepare(self, job: Job) -> PreparedCall:
+        """Validate ``job`` against this provider's limits and build the vendor request."""
+
+    @abstractmethod
+    async def execute(self, call: PreparedCall, ctx: CallContext) -> ProviderResult:
+        """Send ``call`` and map the vendor's answer, within ``ctx.deadline``."""
+
+    async def start(self) -> None:
+        """Open clients; called once by the app's lifespan."""
+
+    async def refresh_catalog(self) -> None:
+        """Refresh vendor metadata that ``prepare`` validates against (e.g. Venice's model
+        list). Awaited by routing before ``prepare``: cheap while the cache is fresh, and it
+        never raises (validation falls back to the static limits table)."""
+
+    async def aclose(self) -> None:
+        """Close clients; called once by the app's lifespan."""
+
+    def catalog(self, enabled: bool = True) -> ProviderCatalog:
+        schema = self.options_model.model_json_schema() if self.options_model else None
+        return ProviderCatalog(
+            id=self.id,
+            enabled=enabled,
+            operations=sorted(self.operations),
+            default_models={op.value: self.default_model(op) for op in sorted(self.operations)},
+            models=self.model_limits(),
+            options_schema=schema,
+        )
+
+    def limits_for(self, model: str, operation: Operation) -> ModelLimits:
+        """The table row for ``model``; unknown or wrong-operation models are a 422."""
+        for row in self.model_limits():
+            if row.model == model and operation in row.operations:
+                return row
+        known = [r.model for r in self.model_limits() if operation in r.operations]
+        raise self.refuse(
+            [
+                FieldError(
+                    ("model",),
+                    f"unknown {operation} model {model!r}",
+                    f"{self.id}: model must be one of {known}",
+                )
+            ]
+        )
+
+    def parse_options(self, options: Mapping[Any, Any] | None) -> BaseModel | None:
+        """``options.<id>`` validated by the provider's own model (unknown fields refused)."""
+        if self.options_model is None:
+            if options and options.get(self.id):
+                raise self.refuse(
+                    [FieldError(("options", self.id), "this provider takes no options")]
+                )
+            return None
+        raw = (options or {}).get(self.id) or {}
+        try:
+            return self.options_model.model_validate(raw)
+        except ValidationError as exc:
+            raise self.refuse(
+                [
+                    FieldError(("options", self.id, *e["loc"]), e["msg"], f"{self.id}: {e['msg']}")
+                    for e in exc.errors(include_url=False)
+                ]
+            ) from None
+
+    def refuse(self, errors: list[FieldError]) -> ValidationFailed:
+        detail = "; ".join(e.limit or e.msg for e in errors)
+        return ValidationFailed(detail, errors=errors, provider=self.id)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def check_range(
+    provider: str,
+    name: str,
+    value: float | None,
+    limit: NumberRange | None,
+    loc: tuple[str, ...] | None = None,
+) -> FieldError | None:
+    if value is None or limit is None or limit.contains(value):
+        return None
+    rule = f"{provider}: {name} must be {limit.describe()}"
+    return FieldError(loc or (name,), f"{name} {_num(value)} is out of range", rule)
+
+
+def check_choice(
+    provider: str,
+    name: str,
+    value: Any,
+    allowed: Iterable[Any] | None,
+    loc: tuple[str, ...] | None = None,
+) -> FieldError | None:
+    if value is None or allowed is None:
+        return None
+    allowed = list(allowed)
+    if value in allowed:
+        return None
+    rule = f"{provider}: {name} must be one of {allowed}"
+    return FieldError(loc or (name,), f"{name} {value!r} is not supported", rule)
+
+
+def check_input_image(provider: str, limits: ModelLimits, info: ImageInfo) -> list[FieldError]:
+    """Format, byte and pixel limits of the input image, from its header alone."""
+    errors: list[FieldError] = []
+    if info.format not in limits.input_formats:
+        errors.append(
+            FieldError(
+                ("image",),
+                f"{info.format} input is not accepted",
+                f"{provider}: input format must be one of {list(limits.input_formats)}",
+            )
+        )
+    if limits.max_input_bytes is not None and info.size > limits.max_input_bytes:
+        errors.append(
+            FieldError(
+                ("image",),
+                f"image is {info.size} bytes",
+                f"{provider}: input must be <= {limits.max_input_bytes} bytes",
+            )
+        )
+    pixels = info.width * info.height
+    if limits.min_input_pixels is not None and pixels < limits.min_input_pixels:
+        errors.append(
+            FieldError(
+                ("image",),
+                f"image has {pixels} px",
+                f"{provider}: input must be >= {limits.min_input_pixels} px",
+            )
+        )
+    if limits.max_input_pixels is not None and pixels > limits.max_input_pixels:
+        errors.append(
+            FieldError(
+                ("image",),
+                f"image has {pixels} px",
+                f"{provider}: input must be <= {limits.max_input_pixels} px",
+            )
+        )
+    return errors
+
+
+def target_size(
+    params: UpscaleParams, info: ImageInfo, default_scale: float = 2.0
+) -> tuple[int, int, float]:
+    """Output width, height and effective scale from ``scale`` or a target width/height
+    (one of the two; aspect ratio kept). Rounds to whole pixels, never below 1."""
+    if params.width is not None:
+        factor = params.width / info.width
+    elif params.height is not None:
+        factor = params.height / info.height
+    else:
+        factor = params.scale if params.scale is not None else default_scale
+    width = params.width or max(1, round(info.width * factor))
+    height = params.height or max(1, round(info.height * factor))
+    return width, height, factor
+
+
+def check_output(
+    provider: str, limits: ModelLimits, fmt: str | None, quality: int | None
+) -> list[FieldError]:
+    errors: list[FieldError] = []
+    bad_fmt = check_choice(
+        provider, "output.format", fmt, limits.output_formats, ("output", "format")
+    )
+    if bad_fmt:
+        errors.append(bad_fmt)
+    if quality is not None and not limits.output_quality:
+        errors.append(
+            FieldError(
+                ("output", "quality"),
+                "quality is not adjustable",
+                f"{provider}: output.quality is not supported by {limits.model}",
+            )
+        )
+    return errors

@@ -1,0 +1,176 @@
+"""What an operation endpoint does once the body is parsed: content negotiation, the
+deadline, routing, and the response (JSON, or raw image bytes for ``Accept: image/*``)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import metrics
+from app.errors import FieldError, InvalidRequest, NotAcceptable
+from app.providers.base import CallContext, Deadline, Job, OutputImage, UpscaleJob
+from app.routing import Outcome, Router
+from app.schemas import OutputOptions
+from app.settings import Settings
+
+_IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp", "image/*": None}
+
+
+class GatewayService:
+    def __init__(self, settings: Settings, router: Router) -> None:
+        self.settings = settings
+        self.router = router
+
+    async def serve(self, request: Request, job: Job) -> Response:
+        started = time.perf_counter()
+        wants = negotiate(request.headers.get("accept"), job)
+        ctx = CallContext(
+            request_id=request.state.request_id,
+            deadline=Deadline(self._timeout(request)),
+            wants_bytes=wants is not None,
+            on_vendor_headers=metrics.record_vendor_headers,
+        )
+        if isinstance(job, UpscaleJob):
+            metrics.IMAGE_BYTES.labels(direction="in").observe(job.image.info.size)
+        state = request.state
+        try:
+            outcome = await self.router.run(job, ctx)
+        finally:
+            _record_attempts(state, ctx)
+        state.provider, state.model = outcome.provider, outcome.result.model
+        headers = _result_headers(request, outcome)
+        if wants is not None:
+            return _image_response(outcome, headers)
+        return _json_response(outcome, headers, started)
+
+    def _timeout(self, request: Request) -> float:
+        """The configured deadline, lowered (never raised) by ``X-Request-Timeout`` seconds."""
+        limit = self.settings.request_timeout_s
+        given = request.headers.get("x-request-timeout")
+        if given is None:
+            return limit
+        try:
+            asked = float(given)
+        except ValueError:
+            asked = float("nan")
+        if not asked > 0:  # also catches NaN
+            raise InvalidRequest(
+                "X-Request-Timeout must be a positive number of seconds",
+                errors=[FieldError(("header", "X-Request-Timeout"), "not a positive number")],
+            )
+        return min(asked, limit)
+
+
+def _record_attempts(state: Any, ctx: CallContext) -> None:
+    """What the middleware logs and the error handler reports, success or not."""
+    attempts = ctx.attempts
+    state.attempts = len(attempts)
+    state.attempt_labels = ", ".join(a.label() for a in attempts)
+    state.upstream_s = sum(a.seconds for a in attempts)
+    if attempts:
+        state.provider = attempts[-1].provider
+
+
+def negotiate(accept: str | None, job: Job) -> str | None:
+    """``None`` for JSON, else the image media type the caller asked for. An ``image/jpeg``
+    (or webp/png) Accept picks the output format when the request did not."""
+    wanted = _preferred(accept)
+    if wanted is None:
+        return None
+    if getattr(job.params, "n", 1) > 1:
+        raise NotAcceptable(
+            "raw image bytes can carry one image; ask for application/json when n > 1"
+        )
+    fmt = _IMAGE_TYPES[wanted]
+    current = job.params.output.format if job.params.output else None
+    if fmt is not None and current is not None and current != fmt:
+        raise NotAcceptable(f"Accept: {wanted} contradicts output.format {current!r}")
+    if fmt is not None and current is None:
+        quality = job.params.output.quality if job.params.output else None
+        job.params.output = OutputOptions(format=fmt, quality=quality)
+    return wanted
+
+
+def _preferred(accept: str | None) -> str | None:
+    """The best of application/json and image/* by q-value; JSON wins ties and absence."""
+    if not accept:
+        return None
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(accept.split(",")):
+        media, _, params = item.strip().partition(";")
+        media = media.strip().lower()
+        q = _q_value(params)
+        if q > 0 and (
+            media in _IMAGE_TYPES or media in ("application/json", "*/*", "application/*")
+        ):
+            ranked.append((q, -index, media))
+    if not ranked:
+        raise NotAcceptable(
+            "this endpoint answers application/json or image/png, image/jpeg, image/webp"
+        )
+    ranked.sort(reverse=True)
+    best = ranked[0][2]
+    return best if best in _IMAGE_TYPES else None
+
+
+def _q_value(params: str) -> float:
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def _result_headers(request: Request, outcome: Outcome) -> dict[str, str]:
+    return {
+        "x-image-gateway-provider": outcome.provider,
+        "x-image-gateway-model": outcome.result.model,
+        "x-image-gateway-attempts": ", ".join(a.label() for a in outcome.attempts),
+    }
+
+
+def _image_response(outcome: Outcome, headers: dict[str, str]) -> Response:
+    image = outcome.result.images[0]
+    data = image.as_bytes()
+    metrics.IMAGE_BYTES.labels(direction="out").observe(len(data))
+    if outcome.warnings:
+        headers["x-image-gateway-warnings"] = json.dumps(outcome.warnings)
+    if image.width and image.height:
+        headers["x-image-width"], headers["x-image-height"] = str(image.width), str(image.height)
+    return Response(content=data, media_type=image.mime_type, headers=headers)
+
+
+def _json_response(outcome: Outcome, headers: dict[str, str], started: float) -> Response:
+    images = [_image_json(image) for image in outcome.result.images]
+    doc = {
+        "id": uuid.uuid4().hex,
+        "provider": outcome.provider,
+        "model": outcome.result.model,
+        "images": images,
+        "warnings": outcome.warnings,
+        "timing": {
+            "upstream_ms": round(outcome.upstream_seconds * 1000, 2),
+            "total_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    }
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    return Response(content=body, media_type="application/json", headers=headers)
+
+
+def _image_json(image: OutputImage) -> dict[str, Any]:
+    data = image.as_base64()
+    metrics.IMAGE_BYTES.labels(direction="out").observe(len(data) * 3 // 4)
+    return {
+        "data": data,
+        "mime_type": image.mime_type,
+        "width": image.width,
+        "height": image.height,
+    }

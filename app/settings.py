@@ -1,0 +1,185 @@
+"""All configuration, read and validated in one place (DESIGN §3).
+
+Environment variables use the prefix ``IMAGE_GATEWAY_`` and ``__`` for nesting, e.g.
+``IMAGE_GATEWAY_VENICE__API_KEY``. Secrets are ``SecretStr`` and can also be read from a
+file (``..._API_KEY_FILE``), which is how Kubernetes secret volumes are mounted.
+A provider is enabled when its credentials are present. Impossible configurations fail at
+start-up with a message that names the variable, never at the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROVIDER_IDS = ("vertex", "venice", "deepimage", "local")
+
+ProviderList = Annotated[list[str], NoDecode]
+
+
+def _read_secret_file(path: Path | None, current: SecretStr | None) -> SecretStr | None:
+    if path is None or current is not None:
+        return current
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    return SecretStr(value) if value else None
+
+
+class VertexSettings(BaseModel):
+    project: str | None = None
+    location: str = "us-central1"
+    #: Defaults to the regional endpoint derived from ``location`` (vendors.md §1.1).
+    base_url: str | None = None
+    upscale_model: str = "imagegeneration@002"
+    generate_model: str = "imagen-3.0-generate-002"
+    #: A service-account key file; when absent, Application Default Credentials are used
+    #: (which also honour ``GOOGLE_APPLICATION_CREDENTIALS``).
+    credentials_file: Path | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.project)
+
+    @property
+    def endpoint(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.location == "global":
+            return "https://aiplatform.googleapis.com"
+        return f"https://{self.location}-aiplatform.googleapis.com"
+
+
+class VeniceSettings(BaseModel):
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    base_url: str = "https://api.venice.ai/api/v1"
+    generate_model: str = "venice-sd35"
+    #: ``2025`` is the seed-era upscale schema (the contract); ``2026`` is the schema Venice
+    #: moved to on 2026-07-09 (vendors.md §2.2b).
+    upscale_schema: Literal["2025", "2026"] = "2025"
+    #: How long the model list and style list from Venice are trusted.
+    catalog_ttl_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _load_key_file(self) -> VeniceSettings:
+        self.api_key = _read_secret_file(self.api_key_file, self.api_key)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class DeepImageSettings(BaseModel):
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    base_url: str = "https://deep-image.ai"
+    #: Largest result download accepted from ``result_url``.
+    max_result_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _load_key_file(self) -> DeepImageSettings:
+        self.api_key = _read_secret_file(self.api_key_file, self.api_key)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+class LocalSettings(BaseModel):
+    enabled: bool = True
+    #: Upscales that may run at once (each is CPU-bound and holds decoded pixels).
+    max_concurrency: int = Field(default=2, ge=1, le=64)
+    #: How long a request may wait for a free slot before it gets 503.
+    queue_timeout_s: float = Field(default=5.0, ge=0)
+
+
+class RoutingSettings(BaseModel):
+    """Ordered provider ids per operation; comma-separated in the environment."""
+
+    upscale: ProviderList = Field(
+        default_factory=lambda: ["vertex", "venice", "deepimage", "local"]
+    )
+    generate: ProviderList = Field(default_factory=lambda: ["vertex", "venice", "deepimage"])
+
+    @field_validator("upscale", "generate", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("upscale", "generate")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in PROVIDER_IDS]
+        if unknown:
+            raise ValueError(f"unknown provider id(s) {unknown}; known: {list(PROVIDER_IDS)}")
+        return value
+
+
+class RetrySettings(BaseModel):
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    base_delay_s: float = Field(default=0.2, ge=0)
+    max_delay_s: float = Field(default=5.0, ge=0)
+
+
+class CircuitSettings(BaseModel):
+    window_s: float = Field(default=30.0, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    cooldown_s: float = Field(default=15.0, gt=0)
+
+
+class BulkheadSettings(BaseModel):
+    max_inflight: int = Field(default=64, ge=1)
+    max_wait_s: float = Field(default=0.5, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGE_GATEWAY_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    #: 36 MB: a 25 MB image as base64 inside JSON, plus room for the other fields.
+    max_body_bytes: int = Field(default=36 * 1024 * 1024, gt=0)
+    #: The whole-request deadline (retries and polling included); ``X-Request-Timeout``
+    #: may lower it per request, never raise it.
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    shutdown_grace_s: float = Field(default=150.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Log one JSON line per request.
+    access_log: bool = True
+
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    circuit: CircuitSettings = Field(default_factory=CircuitSettings)
+    bulkhead: BulkheadSettings = Field(default_factory=BulkheadSettings)
+    vertex: VertexSettings = Field(default_factory=VertexSettings)
+    venice: VeniceSettings = Field(default_factory=VeniceSettings)
+    deepimage: DeepImageSettings = Field(default_factory=DeepImageSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+
+    def enabled_providers(self) -> list[str]:
+        enabled = {
+            "vertex": self.vertex.enabled,
+            "venice": self.venice.enabled,
+            "deepimage": self.deepimage.enabled,
+            "local": self.local.enabled,
+        }
+        return [p for p in PROVIDER_IDS if enabled[p]]

@@ -1,0 +1,64 @@
+"""Shared fixtures. Tests never read the process environment: settings are built from
+explicit values only (``make_settings``), and every server binds 127.0.0.1 on a free port."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from app.settings import Settings
+
+
+class IsolatedSettings(Settings):
+    """Settings from init values only: no environment, no .env file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def make_settings(**values: Any) -> Settings:
+    """Settings for a test; nested sections as dicts, e.g. ``venice={"api_key": "k"}``."""
+    return IsolatedSettings(**values)
+
+
+@asynccontextmanager
+async def gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in process (lifespan included) behind an httpx client."""
+    from app.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+def png_bytes(width: int = 64, height: int = 48, mode: str = "RGB", fmt: str = "PNG") -> bytes:
+    """A small real image with some structure (gradients), encoded by Pillow."""
+    gradient = Image.linear_gradient("L")
+    channels = [gradient.resize((width, height)), gradient.rotate(90).resize((width, height))]
+    channels.append(Image.new("L", (width, height), 128))
+    image = Image.merge("RGB", channels).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
