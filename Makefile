@@ -38,13 +38,13 @@ typecheck: install-dev
 	$(BIN)/mypy app
 
 unit: install-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 test: system-deps install-dev
 	$(BIN)/ruff check app tests bench scripts
 	$(BIN)/ruff format --check app tests bench scripts
 	$(BIN)/mypy app
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 openapi: install
 	$(BIN)/python scripts/export_openapi.py

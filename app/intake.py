@@ -118,21 +118,19 @@ async def _read_multipart(
         raise InvalidRequest(f"the multipart body is malformed: {exc.detail}") from None
     fields: dict[str, Any] = {}
     data, b64 = b"", None
-    have_image = False
     try:
+        if image_allowed and "image" not in form:
+            raise InvalidRequest(
+                "multipart body has no file part named 'image'",
+                errors=[FieldError(("image",), "field required")],
+            )
         for key, value in form.multi_items():
             if key == "image" and image_allowed:
                 data, b64 = await _image_part(value)
-                have_image = True
             else:
                 fields[key] = _form_value(key, value)
     finally:
         await form.close()
-    if image_allowed and not have_image:
-        raise InvalidRequest(
-            "multipart body has no file part named 'image'",
-            errors=[FieldError(("image",), "field required")],
-        )
     return fields, data, b64
 
 

@@ -194,8 +194,7 @@ class Router:
     ) -> ProviderResult | None:
         provider = self.providers.get(pid)
         if provider is None or job.operation not in provider.operations:
-            walk.refusals.append(self._not_available(pid, job))
-            return None
+            return None  # not a candidate here; _nothing_served explains when none is
         call = await self._prepare(provider, job, walk)
         if call is None:
             return None
@@ -229,15 +228,6 @@ class Router:
                 exc.errors or [FieldError((), exc.detail, f"{provider.id}: {exc.detail}")]
             )
             return None
-
-    def _not_available(self, pid: str, job: Job) -> FieldError:
-        if pid in self.providers:
-            return FieldError(
-                ("provider",), f"{pid} does not {job.operation}", f"{pid}: cannot {job.operation}"
-            )
-        return FieldError(
-            ("provider",), f"{pid} is not configured", f"{pid}: set {ENABLE_HINTS[pid]}"
-        )
 
     # ------------------------------------------------------------------ attempts
 

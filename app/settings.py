@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROVIDER_IDS = ("vertex", "venice", "deepimage", "local")
 
@@ -183,3 +183,24 @@ class Settings(BaseSettings):
             "local": self.local.enabled,
         }
         return [p for p in PROVIDER_IDS if enabled[p]]
+
+
+class _ExplicitSettings(Settings):
+    """Settings from the given values only: no environment, no .env file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def explicit_settings(**values: Any) -> Settings:
+    """Settings built from ``values`` alone (tests, the OpenAPI export): never the process
+    environment. Nested sections as dicts, e.g. ``venice={"api_key": "k"}``."""
+    return _ExplicitSettings(**values)

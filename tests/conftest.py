@@ -11,29 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from app.settings import Settings
-
-
-class IsolatedSettings(Settings):
-    """Settings from init values only: no environment, no .env file."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
+from app.settings import Settings, explicit_settings
 
 
 def make_settings(**values: Any) -> Settings:
     """Settings for a test; nested sections as dicts, e.g. ``venice={"api_key": "k"}``."""
-    return IsolatedSettings(**values)
+    return explicit_settings(**values)
 
 
 @asynccontextmanager

@@ -1,0 +1,97 @@
+import base64
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from app import images
+from app.errors import InvalidRequest, UnsupportedMediaType, ValidationFailed
+from tests.conftest import png_bytes
+from tests.images_corpus import BMP, GIF, TEXT, TIFF, png_claiming
+
+
+def encoded(fmt: str, size: tuple[int, int] = (37, 21), **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 20, 30)).save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (encoded("PNG"), "png"),
+        (encoded("JPEG"), "jpeg"),
+        (encoded("JPEG", progressive=True), "jpeg"),
+        (encoded("WEBP", lossless=False), "webp"),
+        (encoded("WEBP", lossless=True), "webp"),
+    ],
+)
+def test_sniff_reads_format_and_size_from_the_header(data: bytes, fmt: str) -> None:
+    info = images.sniff(data)
+    assert (info.format, info.width, info.height, info.size) == (fmt, 37, 21, len(data))
+
+
+def test_sniff_reads_extended_webp_canvas() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (300, 170), (1, 2, 3, 100)).save(buffer, format="WEBP", exif=b"Exif\x00\x00")
+    info = images.sniff(buffer.getvalue())
+    assert (info.format, info.width, info.height) == ("webp", 300, 170)
+
+
+@pytest.mark.parametrize(("data", "name"), [(GIF, "gif"), (BMP, "bmp"), (TIFF, "tiff")])
+def test_other_formats_are_unsupported(data: bytes, name: str) -> None:
+    with pytest.raises(UnsupportedMediaType, match=name):
+        images.sniff(data)
+
+
+def test_text_is_unsupported() -> None:
+    with pytest.raises(UnsupportedMediaType):
+        images.sniff(TEXT)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", png_bytes()[:20], png_bytes()[:-12], encoded("JPEG")[:10], encoded("WEBP")[:18]],
+    ids=["empty", "png-header-cut", "png-no-iend", "jpeg-cut", "webp-cut"],
+)
+def test_damaged_or_empty_images_are_invalid(data: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        images.sniff(data)
+
+
+def test_a_huge_claimed_size_is_refused_without_decoding() -> None:
+    bomb = png_claiming(100_000, 100_000)
+    started = time.perf_counter()
+    info = images.sniff(bomb)
+    with pytest.raises(ValidationFailed) as caught:
+        images.guard(info)
+    assert time.perf_counter() - started < 0.05  # header arithmetic only, no decoder
+    assert (
+        caught.value.errors[0].limit == f"gateway: input must be <= {images.GATEWAY_MAX_PIXELS} px"
+    )
+
+
+def test_base64_raw_and_data_uri() -> None:
+    data = png_bytes()
+    text = base64.b64encode(data).decode()
+    assert images.decode_base64_image(text) == (data, text)
+    assert images.decode_base64_image("data:image/png;base64," + text) == (data, text)
+    assert images.decode_base64_image("data:image/JPEG;base64," + text)[0] == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not base64!",
+        "aGVsbG8",
+        "aGVs bG8=",
+        "data:text/plain;base64,aGVsbG8=",
+        "data:image/png,aGVsbG8=",
+        "data:;base64,aGVsbG8=",
+        "",
+    ],
+)
+def test_bad_base64_is_invalid(text: str) -> None:
+    with pytest.raises(InvalidRequest):
+        images.decode_base64_image(text)
