@@ -149,28 +149,34 @@ def _image_response(outcome: Outcome, headers: dict[str, str]) -> Response:
 
 
 def _json_response(outcome: Outcome, headers: dict[str, str], started: float) -> Response:
-    images = [_image_json(image) for image in outcome.result.images]
-    doc = {
-        "id": uuid.uuid4().hex,
-        "provider": outcome.provider,
-        "model": outcome.result.model,
-        "images": images,
-        "warnings": outcome.warnings,
-        "timing": {
-            "upstream_ms": round(outcome.upstream_seconds * 1000, 2),
-            "total_ms": round((time.perf_counter() - started) * 1000, 2),
-        },
+    """The JSON body, assembled from parts so that each image's base64 is copied once (into
+    the final body) instead of being escaped and re-encoded by ``json.dumps``; base64 text
+    needs no JSON escaping."""
+    parts = [
+        b'{"id":"',
+        uuid.uuid4().hex.encode(),
+        b'","provider":',
+        _dumps(outcome.provider),
+        b',"model":',
+        _dumps(outcome.result.model),
+        b',"images":[',
+    ]
+    for index, image in enumerate(outcome.result.images):
+        parts.extend(_image_parts(image, first=index == 0))
+    timing = {
+        "upstream_ms": round(outcome.upstream_seconds * 1000, 2),
+        "total_ms": round((time.perf_counter() - started) * 1000, 2),
     }
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    return Response(content=body, media_type="application/json", headers=headers)
+    parts += [b'],"warnings":', _dumps(outcome.warnings), b',"timing":', _dumps(timing), b"}"]
+    return Response(content=b"".join(parts), media_type="application/json", headers=headers)
 
 
-def _image_json(image: OutputImage) -> dict[str, Any]:
-    data = image.as_base64()
+def _image_parts(image: OutputImage, first: bool) -> list[bytes]:
+    data = image.as_base64_bytes()
     metrics.IMAGE_BYTES.labels(direction="out").observe(len(data) * 3 // 4)
-    return {
-        "data": data,
-        "mime_type": image.mime_type,
-        "width": image.width,
-        "height": image.height,
-    }
+    meta = {"mime_type": image.mime_type, "width": image.width, "height": image.height}
+    return [b'{"data":"' if first else b',{"data":"', data, b'",', _dumps(meta)[1:]]
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()

@@ -175,6 +175,13 @@ class OutputImage:
             self._b64 = base64.b64encode(self._data).decode("ascii")
         return self._b64
 
+    def as_base64_bytes(self) -> bytes:
+        """Base64 as ASCII bytes, for splicing into a response body without another copy."""
+        if self._b64 is not None:
+            return self._b64.encode("ascii")
+        assert self._data is not None
+        return base64.b64encode(self._data)
+
     @property
     def has_bytes(self) -> bool:
         return self._data is not None

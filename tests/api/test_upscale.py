@@ -243,3 +243,20 @@ async def test_local_disabled_means_no_upscaler() -> None:
 
 def test_nan_is_not_json_we_emit() -> None:
     assert math.isnan(json.loads("NaN"))  # why the corpus can send it: Python's parser accepts it
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-3", "nan"])
+async def test_bad_request_timeout_header_is_400(value: str) -> None:
+    async with gateway(make_settings()) as client:
+        response = await client.post(
+            "/v1/upscale", json={"image": B64}, headers={"x-request-timeout": value}
+        )
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+async def test_request_timeout_header_lowers_the_deadline() -> None:
+    async with gateway(make_settings()) as client:
+        response = await client.post(
+            "/v1/upscale", json={"image": B64}, headers={"x-request-timeout": "0.000001"}
+        )
+    assert (response.status_code, response.json()["code"]) == (504, "upstream_timeout")
