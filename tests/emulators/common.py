@@ -30,7 +30,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-FaultKind = Literal["status", "slow", "reset", "truncate", "malformed", "hang"]
+FaultKind = Literal["status", "slow", "gated", "reset", "truncate", "malformed", "hang"]
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Fault:
 
     - ``status``: answer ``status`` with ``body`` (bytes, str or JSON-able) and ``headers``.
     - ``slow``: wait ``delay_s`` (or until the server stops), then run the real vendor logic.
+    - ``gated``: hold the request until the test calls ``state.open_gate()``, then run the
+      real vendor logic (deterministic "slow" without timing).
     - ``reset``: send the response head, part of a body, then drop the connection.
     - ``truncate``: announce a Content-Length, send half of ``body``, then close.
     - ``malformed``: answer 200 with a body that is not what the vendor would send.
@@ -77,6 +79,13 @@ class EmulatorState:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.stopping: asyncio.Event | None = None
+        self.gate: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def open_gate(self) -> None:
+        """Release every request held by a ``gated`` fault (callable from any thread)."""
+        assert self.loop is not None and self.gate is not None, "the emulator is not running"
+        self.loop.call_soon_threadsafe(self.gate.set)
 
     def add_fault(self, fault: Fault) -> None:
         with self._lock:
@@ -133,6 +142,10 @@ class FaultMiddleware:
         elif fault.kind == "slow":
             await self._wait(fault.delay_s)
             await self.app(scope, _replay(body), send)
+        elif fault.kind == "gated":
+            assert self.state.gate is not None
+            await _first(self.state.gate.wait(), self._wait(None))
+            await self.app(scope, _replay(body), send)
         else:
             await self._apply(fault, send)
 
@@ -166,6 +179,14 @@ class FaultMiddleware:
             {"type": "http.response.body", "body": payload[: len(payload) // 2], "more_body": True}
         )
         raise ConnectionAbortedError(f"emulator fault: {fault.kind}")
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of ``waits`` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -227,7 +248,9 @@ class EmulatorServer:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.state.loop = self._loop
         self.state.stopping = asyncio.Event()
+        self.state.gate = asyncio.Event()
         self._loop_ready.set()
         await self._server.serve(sockets=[self._sock])
 
@@ -262,7 +285,9 @@ def serve_forever(app_factory: Callable[[EmulatorState], ASGIApp], description: 
     app = FaultMiddleware(app_factory(state), state)
 
     async def main() -> None:
+        state.loop = asyncio.get_running_loop()
         state.stopping = asyncio.Event()
+        state.gate = asyncio.Event()
         config = uvicorn.Config(app, host=args.host, port=args.port, lifespan="off")
         await uvicorn.Server(config).serve()
 
