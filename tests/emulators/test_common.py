@@ -81,7 +81,7 @@ def test_hang_never_answers(server: EmulatorServer) -> None:
 
 
 def test_gated_requests_wait_for_the_test(server: EmulatorServer) -> None:
-    server.state.add_fault(Fault("gated", times=2))
+    server.state.add_fault(Fault("gated", times=2, path="/x"))
     results: list[int] = []
 
     def call() -> None:
