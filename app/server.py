@@ -53,6 +53,10 @@ def configure_logging(level: str) -> None:
     """Plain JSON lines from the gateway's loggers on stderr; uvicorn's own access log is
     replaced by the gateway's structured one."""
     logging.basicConfig(level=level.upper(), format="%(message)s")
+    # httpx and httpcore log every request URL at INFO/DEBUG; vendor URLs can carry signed
+    # query strings (Deep-Image result_url), so their loggers stay at WARNING.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:

@@ -135,6 +135,11 @@ class InputImage:
         self.info = info
         self._b64 = b64
 
+    @property
+    def has_base64(self) -> bool:
+        """The caller's base64 (or an earlier encode) is at hand; base64() costs nothing."""
+        return self._b64 is not None
+
     def base64(self) -> str:
         if self._b64 is None:
             self._b64 = base64.b64encode(self.data).decode("ascii")
