@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import tempfile
 from types import FrameType
 
@@ -47,6 +48,10 @@ class DrainingServer(uvicorn.Server):
         if not finished:
             log.warning("grace period over with %d request(s) still in flight", life.inflight)
         super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after shutdown, so the process would die "by
+        # SIGTERM" (exit -15). A completed drain is a clean exit: 0.
+        if sig == signal.SIGTERM:
+            self._captured_signals.remove(sig)
 
 
 def configure_logging(level: str) -> None:

@@ -1,17 +1,21 @@
-"""Deep-Image.ai limits as data: models, ranges, enums and the ``options.deepimage`` model.
+"""Deep-Image.ai limits as data (models, ranges, enums, the ``options.deepimage`` model) and
+the pure mapping of a normalized request onto Deep-Image's ``ProcessPayload`` (vendors.md §3).
 
-Everything here is read by validation (``app.providers.deepimage``), ``GET /v1/providers``
-and the docs. Sources are the vendors.md sections cited next to each value.
+The tables are read by validation (``app.providers.deepimage``), ``GET /v1/providers`` and the
+docs. Sources are the vendors.md sections cited next to each value.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.providers.base import ModelLimits, NumberRange, Operation
+from app.errors import FieldError
+from app.images import ImageInfo
+from app.providers.base import ModelLimits, NumberRange, Operation, check_range, target_size
+from app.schemas import GenerateParams, UpscaleParams
 
 PROVIDER = "deepimage"
 
@@ -39,6 +43,8 @@ MAX_AI_FACTOR = 4.0
 UPSCALE_STRENGTH = NumberRange(min=1, max=9)
 #: The normalized ``scale`` (and width/height over the input's) the gateway lets through.
 UPSCALE_FACTOR = NumberRange(min=1, max=8)
+#: The factor when the caller gives neither scale nor a target size.
+DEFAULT_SCALE = 2.0
 #: One image per job: ``ProcessResult`` carries one ``result_url`` (§3.2, §4).
 ONE_IMAGE = NumberRange(min=1, max=1)
 #: The long side of a generated image when the caller gives no width/height. Deep-Image
@@ -116,7 +122,7 @@ class DeepImageOptions(_Options):
 
 
 _UPSCALE_RULES = (
-    "scale (or width/height over the input's) must be >= 1 and <= 8",
+    "scale (or width/height over the input's) must be >= 1 and <= 8; 2 when none is given",
     "AI upscaling goes up to 4x; beyond 4x Deep-Image resizes bicubically (a warning says so)",
     "generative upscale: upscale_strength 1..9, lower is more creative "
     "(1-3 strong, 4-6 medium, 7-9 off)",
@@ -166,3 +172,145 @@ LIMITS: tuple[ModelLimits, ...] = (
     *(_upscale_limits(m) for m in UPSCALE_MODELS),
     *(_generate_limits(m) for m in GENERATE_MODELS),
 )
+
+#: Options that are the caller's own Deep-Image fields, sent as given.
+_PASSTHROUGH = frozenset(DeepImageOptions.model_fields) - {"generative_upscale", "upscale_strength"}
+
+
+# --------------------------------------------------------------------------- request mapping (pure)
+
+
+def output_of(params: UpscaleParams | GenerateParams) -> tuple[str | None, int | None]:
+    out = params.output
+    return (out.format, out.quality) if out is not None else (None, None)
+
+
+def target_loc(params: UpscaleParams) -> str:
+    if params.width is not None:
+        return "width"
+    return "height" if params.height is not None else "scale"
+
+
+def prompt_of(params: UpscaleParams) -> str | None:
+    return params.prompt if params.prompt and params.prompt.strip() else None
+
+
+def strength_of(params: UpscaleParams, options: DeepImageOptions) -> int | None:
+    """``options.deepimage.upscale_strength`` wins over the normalized ``creativity``."""
+    if options.upscale_strength is not None:
+        return options.upscale_strength
+    return strength_for_creativity(params.creativity) if params.creativity is not None else None
+
+
+def check_factor(params: UpscaleParams, info: ImageInfo, limits: ModelLimits) -> list[FieldError]:
+    """The upscale factor, from ``scale`` or a target side over the input's side."""
+    loc = target_loc(params)
+    if loc == "scale":
+        name, factor = "scale", params.scale if params.scale is not None else DEFAULT_SCALE
+    elif loc == "width":
+        name, factor = "width / input width", (params.width or 0) / info.width
+    else:
+        name, factor = "height / input height", (params.height or 0) / info.height
+    error = check_range(PROVIDER, name, factor, limits.scale, (loc,))
+    return [error] if error else []
+
+
+def check_generative(params: UpscaleParams, options: DeepImageOptions) -> list[FieldError]:
+    """Strength and prompt only act on a generative upscale (§3.3, §3.4, S004)."""
+    if options.generative_upscale is not False:
+        return []
+    rule = "deepimage: prompt, creativity and upscale_strength need generative_upscale"
+    given = [
+        loc
+        for loc, value in (
+            (("prompt",), prompt_of(params)),
+            (("creativity",), params.creativity),
+            (("options", PROVIDER, "upscale_strength"), options.upscale_strength),
+        )
+        if value is not None
+    ]
+    return [FieldError(loc, "needs generative_upscale true", rule) for loc in given]
+
+
+def upscale_payload(
+    params: UpscaleParams, options: DeepImageOptions, model: str, info: ImageInfo
+) -> dict[str, Any]:
+    width, height, _ = target_size(params, info, DEFAULT_SCALE)
+    # One side only: Deep-Image keeps the aspect ratio (§3.3), so no canvas padding appears.
+    payload: dict[str, Any] = {"height": height} if params.height is not None else {"width": width}
+    strength, prompt = strength_of(params, options), prompt_of(params)
+    generative = options.generative_upscale
+    if generative is None:
+        generative = strength is not None or prompt is not None
+    payload["generative_upscale"] = generative  # always explicit: the default is UNCONFIRMED
+    if generative and strength is not None:
+        payload["upscale_strength"] = strength
+    if prompt is not None:  # S004: prompt-guided generative upscale
+        payload["background"] = {"generate": {"adapter_type": "upscale", "description": prompt}}
+    if model != DEFAULT_UPSCALE_MODEL:
+        payload["upscale_parameters"] = {"type": model}
+    return _finish(payload, params, options)
+
+
+def generate_payload(
+    params: GenerateParams, options: DeepImageOptions, model: str
+) -> dict[str, Any]:
+    """§3.5: no ``url``, a target width and height, and ``background.generate``."""
+    width, height = generate_size(params)
+    generate: dict[str, Any] = {"description": params.prompt, "model_type": model}
+    if params.negative_prompt:
+        generate["negative_prompt"] = params.negative_prompt
+    if params.seed is not None:
+        generate["sample_num"] = params.seed
+    payload: dict[str, Any] = {
+        "width": width,
+        "height": height,
+        "background": {"generate": generate},
+    }
+    if options.generative_upscale is not None:  # DI-GEN: a diffusion upscale to the size
+        payload["generative_upscale"] = options.generative_upscale
+    if options.upscale_strength is not None:
+        payload["upscale_strength"] = options.upscale_strength
+    return _finish(payload, params, options)
+
+
+def _finish(
+    payload: dict[str, Any], params: UpscaleParams | GenerateParams, options: DeepImageOptions
+) -> dict[str, Any]:
+    out_format, quality = output_of(params)
+    if out_format is not None:
+        payload["output_format"] = out_format
+    if quality is not None:
+        payload["quality"] = quality
+    payload.update(options.model_dump(include=set(_PASSTHROUGH), exclude_none=True))
+    return payload
+
+
+def generate_size(params: GenerateParams) -> tuple[int, int]:
+    """Width and height to generate: as given (square when only one side is given), else
+    ``DEFAULT_GENERATE_SIDE`` on the long side shaped by ``aspect_ratio`` (multiples of 8)."""
+    if params.width is not None or params.height is not None:
+        return params.width or params.height or 0, params.height or params.width or 0
+    if params.aspect_ratio is None:
+        return DEFAULT_GENERATE_SIDE, DEFAULT_GENERATE_SIDE
+    across, down = (int(part) for part in params.aspect_ratio.split(":"))
+    short = max(8, round(DEFAULT_GENERATE_SIDE * min(across, down) / max(across, down) / 8) * 8)
+    return (DEFAULT_GENERATE_SIDE, short) if across >= down else (short, DEFAULT_GENERATE_SIDE)
+
+
+def factor_warnings(factor: float) -> list[str]:
+    if factor <= MAX_AI_FACTOR:
+        return []
+    return [
+        f"deepimage: AI upscaling goes up to {MAX_AI_FACTOR:g}x; Deep-Image resizes the rest "
+        f"of the way to {factor:g}x bicubically"
+    ]
+
+
+def inline_base64(parameters: str, b64: str) -> bytes:
+    """The JSON body with ``"url": "base64,<data>"`` (§3.3, the literal ``base64,`` prefix),
+    spliced in without running the image through the JSON encoder: base64 text never
+    needs escaping."""
+    rest = parameters.encode()
+    tail = b"," + rest[1:] if rest != b"{}" else b"}"
+    return b"".join((b'{"url":"base64,', b64.encode("ascii"), b'"', tail))
