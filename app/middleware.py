@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -38,6 +39,8 @@ log = logging.getLogger("image_gateway.access")
 OPERATIONS = {"/v1/upscale": "upscale", "/v1/generate": "generate"}
 #: Paths that keep answering while the process drains (probes and scrapes).
 _ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Retry-After for a 429/503 whose cause named no time of its own.
+DEFAULT_RETRY_AFTER_S = 1
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
@@ -70,8 +73,11 @@ def problem_response_parts(
         (b"content-type", b"application/problem+json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    if error.retry_after is not None:
-        headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
+    retry_after = error.retry_after
+    if retry_after is None and error.status in (429, 503):
+        retry_after = DEFAULT_RETRY_AFTER_S  # DESIGN §1: 429 and 503 always say when to retry
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
     return error.status, headers, body
 
 
@@ -218,8 +224,9 @@ def _log_access(
         "model": state.get("model"),
         "status": status,
         "code": code,
-        "total_ms": round(total * 1000, 2),
-        "upstream_ms": round(upstream * 1000, 2),
+        # float(): an empty attempt list sums to the int 0; keep the field's type stable.
+        "total_ms": round(float(total) * 1000, 2),
+        "upstream_ms": round(float(upstream) * 1000, 2),
         "attempts": state.get("attempts", 0),
     }
     log.info(json.dumps(record))

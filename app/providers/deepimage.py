@@ -25,6 +25,7 @@ import httpx
 from app.errors import (
     FieldError,
     GatewayError,
+    ProviderUnavailable,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
@@ -330,8 +331,17 @@ class DeepImageProvider(Provider):
             )
         if body.get("status") == "failed":  # §3.7: a 500 that says "No credits were lost"
             return self._job_failed(status, retryable=True)
-        if status >= 500:
-            return self._fail(f"answered HTTP {status}", "server_error", retryable=status == 503)
+        if status == 503:
+            return ProviderUnavailable(
+                f"{self.id} is unavailable: HTTP 503",
+                provider=self.id,
+                retry_after=retry_after_seconds(response.headers),
+                retryable=not accepted,
+                reason="server_error",
+            )
+        if status >= 500:  # 502/504: the proxy in front of the vendor; safe before acceptance
+            retryable = status in (502, 504) and not accepted
+            return self._fail(f"answered HTTP {status}", "server_error", retryable=retryable)
         if status == 400:
             return self._bad_request(body, message, call)
         if _job_lost(message):  # 404 on /result: "Job not found" / "Image deleted" (§3.2)

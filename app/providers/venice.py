@@ -432,11 +432,13 @@ class VeniceProvider(Provider):
                 retryable=True,
             )
         if status >= 500:
+            # 502/504 are the proxy in front of Venice; a 500 is inference failing on this
+            # input, which sending it again would likely repeat (and bill).
             return UpstreamError(
                 f"venice failed: HTTP {status}{said}",
                 provider=self.id,
                 reason="server_error",
-                retryable=True,
+                retryable=status in (502, 504),
             )
         cause = _REFUSALS.get(status, "refused the request")
         return UpstreamError(
