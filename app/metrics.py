@@ -109,16 +109,36 @@ BUILD_INFO = Gauge(
 )
 
 OPERATIONS = ("upscale", "generate")
+#: The answers that alerts count as failures (DESIGN §1), created at start-up: ``rate()``
+#: and ``increase()`` cannot see the first increment of a series that did not exist before
+#: it, so without these a pod's first failure of each kind would be invisible to alerts.
+_WATCHED_ANSWERS = (
+    ("200", "ok"),
+    ("429", "rate_limited"),
+    ("500", "internal_error"),
+    ("502", "upstream_error"),
+    ("503", "provider_unavailable"),
+    ("504", "upstream_timeout"),
+)
 
 
 def init(provider_ids: list[str]) -> None:
     """Create the label sets that should exist before the first request, so dashboards and
-    alerts see zeros instead of absent series."""
+    alerts see zeros instead of absent series (and rates count the first request)."""
     BUILD_INFO.labels(version=__version__).set(1)
     for pid in provider_ids:
         CIRCUIT_STATE.labels(provider=pid).set(0)
     for op in OPERATIONS:
         INFLIGHT.labels(operation=op)
+        OVERHEAD.labels(operation=op)
+        _init_request_series(op, [*provider_ids, "none"])
+
+
+def _init_request_series(operation: str, providers: list[str]) -> None:
+    for provider in providers:
+        REQUEST_DURATION.labels(operation=operation, provider=provider)
+        for status, code in _WATCHED_ANSWERS:
+            REQUESTS.labels(operation=operation, provider=provider, status_code=status, code=code)
 
 
 def record_vendor_headers(provider: str, headers: Mapping[str, str]) -> None:

@@ -44,9 +44,13 @@ class CircuitBreaker:
 
     @property
     def state(self) -> str:
+        self.refresh()
+        return self._state
+
+    def refresh(self) -> None:
+        """Move from open to half-open once the cool-down has passed."""
         if self._state == OPEN and self._clock() - self._opened_at >= self._cfg.cooldown_s:
             self._set(HALF_OPEN)
-        return self._state
 
     def retry_after(self) -> float:
         return max(0.0, self._cfg.cooldown_s - (self._clock() - self._opened_at))

@@ -10,11 +10,14 @@ skips the wait.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import logging.config
 import os
 import signal
 import tempfile
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import multiprocess
@@ -54,14 +57,31 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.remove(sig)
 
 
-def configure_logging(level: str) -> None:
+#: httpx and httpcore log every request URL at INFO/DEBUG; vendor URLs can carry signed
+#: query strings (Deep-Image result_url), so their loggers stay at WARNING. Pillow logs each
+#: PNG chunk at DEBUG.
+_QUIET_LOGGERS = ("httpx", "httpcore", "PIL")
+
+
+def log_config(level: str) -> dict[str, Any]:
     """Plain JSON lines from the gateway's loggers on stderr; uvicorn's own access log is
-    replaced by the gateway's structured one."""
-    logging.basicConfig(level=level.upper(), format="%(message)s")
-    # httpx and httpcore log every request URL at INFO/DEBUG; vendor URLs can carry signed
-    # query strings (Deep-Image result_url), so their loggers stay at WARNING.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    replaced by the gateway's structured one. uvicorn applies this in every process it
+    starts: spawned workers (IMAGE_GATEWAY_WORKERS > 1) inherit no logging setup."""
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["plain"] = {"format": "%(message)s"}
+    config["handlers"]["plain"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["plain"], "level": level.upper()}
+    for name in _QUIET_LOGGERS:
+        config["loggers"][name] = {"level": "WARNING"}
+    return config
+
+
+def configure_logging(level: str) -> None:
+    logging.config.dictConfig(log_config(level))
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
@@ -73,6 +93,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         workers=settings.workers,
         access_log=False,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         timeout_graceful_shutdown=5,
         lifespan="on",
         proxy_headers=False,

@@ -14,14 +14,17 @@ Backoff is shrunk to a millisecond; deadlines are lowered with ``X-Request-Timeo
 from __future__ import annotations
 
 import base64
+import json
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import gateway, make_settings, png_bytes
-from tests.emulators import deepimage, venice
+from tests.emulators import deepimage, venice, vertex
 from tests.emulators.common import EmulatorServer, EmulatorState, Fault
 from tests.process import free_port
 
@@ -35,7 +38,7 @@ class Vendor:
     name: str
     make_state: Callable[[], EmulatorState]
     make_app: Callable[[Any], Any]
-    settings: Callable[[str], dict[str, Any]]
+    settings: Callable[[EmulatorServer], dict[str, Any]]
     submit_path: str
     error_body: Callable[[int], Any]
     retries_429: bool = True
@@ -46,7 +49,7 @@ VENDORS = {
         "venice",
         venice.VeniceState,
         venice.create_app,
-        lambda url: {"api_key": venice.DEFAULT_API_KEY, "base_url": url + "/api/v1"},
+        lambda srv: {"api_key": venice.DEFAULT_API_KEY, "base_url": srv.url + "/api/v1"},
         "/image/generate",
         lambda status: {"error": f"emulated {status}"},
         retries_429=False,
@@ -55,13 +58,39 @@ VENDORS = {
         "deepimage",
         deepimage.DeepImageState,
         deepimage.create_app,
-        lambda url: {"api_key": deepimage.DEFAULT_API_KEY, "base_url": url},
+        lambda srv: {"api_key": deepimage.DEFAULT_API_KEY, "base_url": srv.url},
         "/rest_api/process_result",
         lambda status: {"message": f"emulated {status}"},
     ),
+    "vertex": Vendor(
+        "vertex",
+        vertex.VertexState,
+        vertex.create_app,
+        lambda srv: vertex_settings(srv),
+        ":predict",
+        lambda status: vertex.rpc_error(status, _RPC.get(status, "UNKNOWN"), "emulated"),
+    ),
 }
+_KEYS = tempfile.TemporaryDirectory(prefix="fault-matrix-keys-")  # removed at exit
+_RPC = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE"}
+
+
+def vertex_settings(server: EmulatorServer) -> dict[str, Any]:
+    """A service-account key trusted by this emulator, whose token_uri is the emulator."""
+    assert isinstance(server.state, vertex.VertexState)
+    key = vertex.new_service_account(server.state, server.url + "/token")
+    path = Path(_KEYS.name) / f"key-{server.port}.json"
+    path.write_text(json.dumps(key))
+    return {
+        "project": "p",
+        "location": "us-central1",
+        "base_url": server.url,
+        "credentials_file": str(path),
+    }
+
 
 GENERATE = {"prompt": "a red fox in snow"}
+UPSCALE_PATHS = {"venice": "/image/upscale"}
 
 
 @pytest.fixture(params=sorted(VENDORS))
@@ -72,9 +101,9 @@ def vendor(request: pytest.FixtureRequest) -> Iterator[tuple[Vendor, EmulatorSer
         yield spec, server
 
 
-def settings_for(spec: Vendor, url: str, **extra: Any) -> Any:
+def settings_for(spec: Vendor, server: EmulatorServer, **extra: Any) -> Any:
     values: dict[str, Any] = {
-        spec.name: spec.settings(url),
+        spec.name: spec.settings(server),
         "routing": {"generate": [spec.name], "upscale": [spec.name, "local"]},
         "retry": RETRY,
         "local": {"enabled": True},
@@ -161,7 +190,7 @@ async def test_fault_matrix(
 ) -> None:
     spec, server = vendor
     server.state.add_fault(fault(spec))
-    async with gateway(settings_for(spec, server.url)) as client:
+    async with gateway(settings_for(spec, server)) as client:
         response = await client.post("/v1/generate", json=GENERATE)
     assert (response.status_code, response.json()["code"]) == (status, code), response.text
     assert calls(server, spec) == attempts(spec)
@@ -176,7 +205,7 @@ async def test_a_vendor_that_does_not_answer_is_a_504_within_the_deadline(
 ) -> None:
     spec, server = vendor
     server.state.add_fault(Fault(kind, delay_s=30, path=spec.submit_path))  # type: ignore[arg-type]
-    async with gateway(settings_for(spec, server.url)) as client:
+    async with gateway(settings_for(spec, server)) as client:
         response = await client.post(
             "/v1/generate", json=GENERATE, headers={"x-request-timeout": "0.3"}
         )
@@ -188,9 +217,10 @@ async def test_a_vendor_that_does_not_answer_is_a_504_within_the_deadline(
 async def test_connection_refused_is_retried_then_503(
     vendor: tuple[Vendor, EmulatorServer],
 ) -> None:
-    spec, _ = vendor
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    async with gateway(settings_for(spec, closed)) as client:
+    spec, server = vendor
+    values = spec.settings(server)
+    values["base_url"] = values["base_url"].replace(str(server.port), str(free_port()))
+    async with gateway(settings_for(spec, server, **{spec.name: values})) as client:
         response = await client.post("/v1/generate", json=GENERATE)
     assert (response.status_code, response.json()["code"]) == (503, "provider_unavailable")
     assert response.headers["x-image-gateway-attempts"].count(spec.name) == 3
@@ -204,7 +234,7 @@ async def test_circuit_opens_and_then_the_vendor_is_not_called(
         Fault("status", status=500, body=spec.error_body(500), path=spec.submit_path, times=100)
     )
     circuit = {"min_requests": 3, "failure_ratio": 0.5, "window_s": 60, "cooldown_s": 60}
-    async with gateway(settings_for(spec, server.url, circuit=circuit)) as client:
+    async with gateway(settings_for(spec, server, circuit=circuit)) as client:
         for _ in range(3):
             assert (await client.post("/v1/generate", json=GENERATE)).status_code == 502
         blocked = await client.post("/v1/generate", json=GENERATE)
@@ -219,12 +249,12 @@ async def test_upscale_falls_back_to_local_when_the_vendor_is_down(
     vendor: tuple[Vendor, EmulatorServer],
 ) -> None:
     spec, server = vendor
-    path = "/image/upscale" if spec.name == "venice" else spec.submit_path
+    path = UPSCALE_PATHS.get(spec.name, spec.submit_path)
     server.state.add_fault(
         Fault("status", status=503, body=spec.error_body(503), path=path, times=10)
     )
     image = base64.b64encode(png_bytes(320, 240)).decode()
-    async with gateway(settings_for(spec, server.url)) as client:
+    async with gateway(settings_for(spec, server)) as client:
         response = await client.post("/v1/upscale", json={"image": image, "scale": 2})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -239,12 +269,12 @@ async def test_explicit_provider_is_not_substituted_without_fallback(
     vendor: tuple[Vendor, EmulatorServer],
 ) -> None:
     spec, server = vendor
-    path = "/image/upscale" if spec.name == "venice" else spec.submit_path
+    path = UPSCALE_PATHS.get(spec.name, spec.submit_path)
     server.state.add_fault(
         Fault("status", status=503, body=spec.error_body(503), path=path, times=10)
     )
     image = base64.b64encode(png_bytes(320, 240)).decode()
-    async with gateway(settings_for(spec, server.url)) as client:
+    async with gateway(settings_for(spec, server)) as client:
         strict = await client.post(
             "/v1/upscale", json={"image": image, "scale": 2, "provider": spec.name}
         )

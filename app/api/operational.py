@@ -61,6 +61,10 @@ async def readyz(request: Request) -> Response:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    # An open circuit turns half-open by time alone; read each state so the gauge is current
+    # at scrape time even when no request has touched that provider since.
+    for circuit in request.app.state.service.router.circuits.values():
+        circuit.refresh()
     payload, content_type = metrics.render()
     return Response(content=payload, media_type=content_type)

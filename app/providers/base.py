@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
 
 from app.errors import FieldError, UpstreamTimeout, ValidationFailed
 from app.images import ImageInfo
@@ -115,7 +115,8 @@ class ProviderCatalog(BaseModel):
     enabled: bool
     operations: list[Operation]
     default_models: dict[str, str]
-    models: list[ModelLimits]
+    #: Serialized as their own (sub)class, so vendor-specific fields are shown too.
+    models: list[SerializeAsAny[ModelLimits]]
     options_schema: dict[str, Any] | None = None
     circuit: str | None = None
     notes: list[str] = []

@@ -236,7 +236,11 @@ class EmulatorServer:
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            self._app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+            self._app,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            server_header=False,  # emulators send the vendor's own Server header, if any
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"emulator:{self.port}", daemon=True)
