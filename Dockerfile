@@ -22,12 +22,12 @@ COPY app ./app
 # stage only runs code. pip compiles the bytecode here because the runtime root filesystem
 # is read-only.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
- && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools wheel
+ && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools
 
 # ---- runtime: the venv, a non-root user, no compilers or package installers ---------------
 FROM ${BASE_IMAGE} AS runtime
-RUN groupadd --system --gid 10001 gateway \
- && useradd --system --no-log-init --uid 10001 --gid gateway --no-create-home \
+RUN groupadd --gid 10001 gateway \
+ && useradd --no-log-init --uid 10001 --gid gateway --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin gateway
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/image-gateway/healthcheck.py
@@ -50,6 +50,11 @@ ENTRYPOINT ["image-gateway"]
 
 # ---- sandbox: the runtime plus the vendor emulators (docker-compose.yml, profile sandbox) --
 FROM runtime AS sandbox
+# Where the Vertex emulator writes the service-account key it trusts; a named volume
+# mounted here starts with this owner, so the non-root emulator can write to it.
+USER 0:0
+RUN install -d -o 10001 -g 10001 -m 0700 /var/lib/image-gateway-sandbox
+USER 10001:10001
 COPY tests/__init__.py ./tests/__init__.py
 COPY tests/emulators ./tests/emulators
 COPY deploy/sandbox ./deploy/sandbox

@@ -31,8 +31,8 @@ system-deps:
 	fi
 
 lint: install-dev
-	$(BIN)/ruff check app tests bench scripts
-	$(BIN)/ruff format --check app tests bench scripts
+	$(BIN)/ruff check app tests bench scripts deploy
+	$(BIN)/ruff format --check app tests bench scripts deploy
 
 typecheck: install-dev
 	$(BIN)/mypy app
@@ -41,8 +41,8 @@ unit: install-dev
 	$(BIN)/pytest -q
 
 test: system-deps install-dev
-	$(BIN)/ruff check app tests bench scripts
-	$(BIN)/ruff format --check app tests bench scripts
+	$(BIN)/ruff check app tests bench scripts deploy
+	$(BIN)/ruff format --check app tests bench scripts deploy
 	$(BIN)/mypy app
 	$(BIN)/pytest -q
 

@@ -101,6 +101,9 @@ class Bulkhead:
         self._slots = asyncio.Semaphore(settings.max_inflight)
 
     async def acquire(self, deadline_left: float) -> None:
+        if not self._slots.locked():  # the common case: no wait_for task per call
+            await self._slots.acquire()
+            return
         try:
             await asyncio.wait_for(
                 self._slots.acquire(), timeout=min(self._max_wait, max(deadline_left, 0))
