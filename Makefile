@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 # Debian packages the test suite uses: a real Prometheus (promtool too), docker-compose's
 # config checker, and wrk for the benchmark.
 APT_PACKAGES := prometheus docker-compose wrk
+LINT_PATHS := $(wildcard $(LINT_PATHS))
 
 .PHONY: run test lint typecheck unit install install-dev system-deps openapi bench clean
 
@@ -31,8 +32,8 @@ system-deps:
 	fi
 
 lint: install-dev
-	$(BIN)/ruff check app tests bench scripts deploy
-	$(BIN)/ruff format --check app tests bench scripts deploy
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: install-dev
 	$(BIN)/mypy app
@@ -41,8 +42,8 @@ unit: install-dev
 	$(BIN)/pytest -q
 
 test: system-deps install-dev
-	$(BIN)/ruff check app tests bench scripts deploy
-	$(BIN)/ruff format --check app tests bench scripts deploy
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy app
 	$(BIN)/pytest -q
 
