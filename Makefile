@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Debian packages the test suite uses: a real Prometheus (promtool too), docker-compose's
 # config checker, and wrk for the benchmark.
 APT_PACKAGES := prometheus docker-compose wrk
-LINT_PATHS := $(wildcard $(LINT_PATHS))
+LINT_PATHS := $(wildcard app tests bench scripts deploy)
 
 .PHONY: run test lint typecheck unit install install-dev system-deps openapi bench clean
 
