@@ -7,7 +7,6 @@ import io
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -41,7 +40,6 @@ from tests.emulators.venice import DEFAULT_API_KEY, VeniceState, create_app, ven
 pytestmark = pytest.mark.anyio
 
 API_KEY = DEFAULT_API_KEY
-FOUNDATION_READY = (Path(__file__).resolve().parents[2] / ".foundation-ready").exists()
 
 
 class Clock:
@@ -786,9 +784,6 @@ async def test_an_expired_deadline_sends_nothing(
 # --------------------------------------------------------------------------- through the gateway
 
 
-needs_foundation = pytest.mark.skipif(not FOUNDATION_READY, reason="app.main is not ready yet")
-
-
 def gateway_settings(server: EmulatorServer) -> Any:
     return make_settings(
         venice={"api_key": API_KEY, "base_url": f"{server.url}/api/v1"},
@@ -796,7 +791,6 @@ def gateway_settings(server: EmulatorServer) -> Any:
     )
 
 
-@needs_foundation
 async def test_gateway_upscale_json_and_multipart(
     server: EmulatorServer, state: VeniceState
 ) -> None:
@@ -814,7 +808,6 @@ async def test_gateway_upscale_json_and_multipart(
     assert second.headers["content-type"].startswith("multipart/form-data")
 
 
-@needs_foundation
 async def test_gateway_generate(server: EmulatorServer, state: VeniceState) -> None:
     body = {"prompt": "a fox", "n": 2, "width": 64, "height": 32, "output": {"format": "png"}}
     async with gateway(gateway_settings(server)) as client:
@@ -831,7 +824,6 @@ async def test_gateway_generate(server: EmulatorServer, state: VeniceState) -> N
     assert inference(state)[1].json()["return_binary"] is True
 
 
-@needs_foundation
 async def test_gateway_problem_json_from_a_detailed_error(
     server: EmulatorServer, state: VeniceState
 ) -> None:
