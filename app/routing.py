@@ -37,7 +37,11 @@ class CircuitBreaker:
         self.provider = provider
         self._cfg = settings
         self._clock = clock
-        self._calls: deque[tuple[float, bool]] = deque()
+        # One-second buckets [second, calls, failures] with running totals: O(1) per call and
+        # memory bounded by the window, whatever the request rate.
+        self._buckets: deque[list[int]] = deque()
+        self._total = 0
+        self._failed = 0
         self._state = CLOSED
         self._opened_at = 0.0
         self._probing = False
@@ -69,22 +73,38 @@ class CircuitBreaker:
         now = self._clock()
         if self._state == HALF_OPEN:
             self._probing = False
-            self._calls.clear()
+            self._forget()
             self._trip(now) if not ok else self._set(CLOSED)
             return
-        self._calls.append((now, ok))
-        while self._calls and self._calls[0][0] < now - self._cfg.window_s:
-            self._calls.popleft()
-        failures = sum(1 for _, good in self._calls if not good)
+        self._count(now, ok)
         if (
-            len(self._calls) >= self._cfg.min_requests
-            and failures / len(self._calls) >= self._cfg.failure_ratio
+            self._total >= self._cfg.min_requests
+            and self._failed / self._total >= self._cfg.failure_ratio
         ):
             self._trip(now)
 
+    def _count(self, now: float, ok: bool) -> None:
+        second = int(now)
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        bucket[2] += not ok
+        self._total += 1
+        self._failed += not ok
+        horizon = now - self._cfg.window_s
+        while self._buckets and self._buckets[0][0] + 1 <= horizon:
+            _, calls, failed = self._buckets.popleft()
+            self._total -= calls
+            self._failed -= failed
+
+    def _forget(self) -> None:
+        self._buckets.clear()
+        self._total = self._failed = 0
+
     def _trip(self, now: float) -> None:
         self._opened_at = now
-        self._calls.clear()
+        self._forget()
         self._set(OPEN)
 
     def _set(self, state: str) -> None:
