@@ -7,12 +7,11 @@ a Content-Type), width and height from the format's header, so a PNG that claims
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import struct
 from dataclasses import dataclass
 
+from app import codec
 from app.errors import (
     FieldError,
     InvalidRequest,
@@ -76,8 +75,8 @@ def decode_base64_image(text: str, field: str = "image") -> tuple[bytes, str]:
     if not text:
         raise InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
     try:
-        data = binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
+        data = codec.decode_strict(text)
+    except codec.InvalidBase64:
         raise InvalidRequest(
             f"{field} is not valid base64", errors=[FieldError((field,), "invalid base64")]
         ) from None
@@ -90,6 +89,33 @@ def sniff(data: bytes) -> ImageInfo:
         raise InvalidRequest(
             "image is empty (0 bytes)", errors=[FieldError(("image",), "empty image")]
         )
+    info = _sniff_header(data)
+    # A PNG ends with an IEND chunk; without it the file was cut short.
+    if info.format == "png" and not data.endswith(_PNG_IEND):
+        raise _broken("png", "the file is truncated (no IEND chunk at the end)")
+    return info
+
+
+def sniff_base64_header(text: str, chars: int = 65_536) -> ImageInfo | None:
+    """Format and dimensions of a base64 image from its first ``chars`` characters, for
+    vendor answers that are passed through without being decoded. ``None`` when the prefix
+    is not a png, jpeg or webp header; width and height 0 when a JPEG's frame header lies
+    beyond the prefix. ``size`` is the decoded length."""
+    try:
+        head = codec.decode_prefix(text, chars)
+        info = _sniff_header(head)
+    except (codec.InvalidBase64, ValueError, InvalidRequest, UnsupportedMediaType):
+        if text[:4] == "/9j/":  # base64 of FF D8 FF: a JPEG whose size needs more bytes
+            return ImageInfo("jpeg", 0, 0, _decoded_length(text))
+        return None
+    return ImageInfo(info.format, info.width, info.height, _decoded_length(text))
+
+
+def _decoded_length(text: str) -> int:
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
+def _sniff_header(data: bytes) -> ImageInfo:
     if data.startswith(_PNG_SIGNATURE):
         return _png(data)
     if data.startswith(b"\xff\xd8\xff"):
@@ -114,9 +140,6 @@ def _png(data: bytes) -> ImageInfo:
     width, height = struct.unpack(">II", data[16:24])
     if width == 0 or height == 0:
         raise _broken("png", "width or height is zero")
-    # A PNG ends with an IEND chunk; without it the file was cut short.
-    if not data.endswith(_PNG_IEND):
-        raise _broken("png", "the file is truncated (no IEND chunk at the end)")
     return ImageInfo("png", width, height, len(data))
 
 
@@ -182,7 +205,3 @@ def guard(
                 )
             ],
         )
-
-
-def encode_b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -95,3 +95,21 @@ def test_base64_raw_and_data_uri() -> None:
 def test_bad_base64_is_invalid(text: str) -> None:
     with pytest.raises(InvalidRequest):
         images.decode_base64_image(text)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp")])
+def test_base64_header_sniff_reads_a_prefix_only(fmt: str, name: str) -> None:
+    data = encoded(fmt, size=(640, 360))
+    text = base64.b64encode(data).decode()
+    info = images.sniff_base64_header(text + "!!!not even base64", chars=4096)
+    assert (info is not None) and (info.format, info.width, info.height) == (name, 640, 360)
+    exact = images.sniff_base64_header(text)
+    assert exact is not None and exact.size == len(data)
+
+
+def test_base64_header_sniff_of_non_images() -> None:
+    assert images.sniff_base64_header(base64.b64encode(GIF).decode()) is None
+    assert images.sniff_base64_header("not base64 at all") is None
+    big_exif = encoded("JPEG", size=(50, 40), exif=b"Exif\x00\x00" + b"\x00" * 60000)
+    info = images.sniff_base64_header(base64.b64encode(big_exif).decode(), chars=1024)
+    assert info is not None and (info.format, info.width) == ("jpeg", 0)  # size lies further

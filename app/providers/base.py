@@ -14,7 +14,6 @@ Limits are data (``ModelLimits``), read by validation, ``GET /v1/providers`` and
 
 from __future__ import annotations
 
-import base64
 import math
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +24,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
 
+from app import codec
 from app.errors import FieldError, UpstreamTimeout, ValidationFailed
 from app.images import ImageInfo
 from app.schemas import GenerateParams, UpscaleParams
@@ -143,7 +143,7 @@ class InputImage:
 
     def base64(self) -> str:
         if self._b64 is None:
-            self._b64 = base64.b64encode(self.data).decode("ascii")
+            self._b64 = codec.encode_str(self.data)
         return self._b64
 
 
@@ -172,13 +172,13 @@ class OutputImage:
     def as_bytes(self) -> bytes:
         if self._data is None:
             assert self._b64 is not None
-            self._data = base64.b64decode(self._b64)
+            self._data = codec.decode_strict(self._b64)
         return self._data
 
     def as_base64(self) -> str:
         if self._b64 is None:
             assert self._data is not None
-            self._b64 = base64.b64encode(self._data).decode("ascii")
+            self._b64 = codec.encode_str(self._data)
         return self._b64
 
     def as_base64_bytes(self) -> bytes:
@@ -186,7 +186,7 @@ class OutputImage:
         if self._b64 is not None:
             return self._b64.encode("ascii")
         assert self._data is not None
-        return base64.b64encode(self._data)
+        return codec.encode(self._data)
 
     @property
     def has_bytes(self) -> bool:

@@ -11,11 +11,8 @@ Venice locks out keys that keep failing with 4xx (§2.7), so no 4xx is ever ``re
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
-import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from app.errors import (
     UpstreamError,
     ValidationFailed,
 )
-from app.images import ImageInfo, sniff
+from app.images import sniff, sniff_base64_header
 from app.providers import venice_limits as vl
 from app.providers.base import (
     CallContext,
@@ -65,7 +62,6 @@ M = TypeVar("M", bound=BaseModel)
 #: §2.6 MODEL_OVERLOADED defaults to 30 s; §2.7's error-budget lockout lasts 30 s.
 DEFAULT_RETRY_AFTER_S = 30.0
 _MAX_MESSAGE = 300
-_HEADER_B64_CHARS = 65_536  # enough base64 for any png/webp header and most jpeg ones
 _REFUSALS = {
     401: "refused the credentials (authentication failed; check IMAGE_GATEWAY_VENICE__API_KEY)",
     402: "balance exhausted (insufficient USD or Diem balance)",
@@ -351,7 +347,7 @@ class VeniceProvider(Provider):
         # Venice's base64 is passed through as is (DESIGN §5); only its header is decoded.
         results = []
         for b64 in images:
-            info = _header_info(b64)
+            info = sniff_base64_header(b64)
             results.append(
                 OutputImage(
                     mime_type=info.mime_type if info else mime_type,
@@ -498,21 +494,6 @@ def _form_text(value: Any) -> str:
     if isinstance(value, bool):  # §2.8: multipart booleans are the strings "true"/"false"
         return "true" if value else "false"
     return str(value)
-
-
-def _header_info(b64: str) -> ImageInfo | None:
-    """Format and size from the first bytes of a base64 image, without decoding it all."""
-    try:
-        head = base64.b64decode(b64[:_HEADER_B64_CHARS])
-    except (binascii.Error, ValueError):
-        return None
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
-        width, height = struct.unpack(">II", head[16:24])  # sniff() wants the whole file
-        return ImageInfo("png", width, height, len(b64) * 3 // 4)
-    try:
-        return sniff(head)  # jpeg and webp sizes parse from a prefix
-    except GatewayError:
-        return None
 
 
 def _warnings(response: httpx.Response) -> list[str]:

@@ -14,12 +14,10 @@ holds the credentials.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import functools
 import json
 import math
 import re
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from app.errors import (
     UpstreamTimeout,
     ValidationFailed,
 )
-from app.images import MIME_TYPES, ImageInfo, sniff
+from app.images import MIME_TYPES, ImageInfo, sniff_base64_header
 from app.providers.base import (
     CallContext,
     Deadline,
@@ -88,7 +86,6 @@ from app.settings import Settings
 _IMAGE_PLACEHOLDER = "\u0000image"
 _IMAGE_SLOT = json.dumps(_IMAGE_PLACEHOLDER)
 #: Base64 characters decoded to read an answer's format and size (PNG IHDR, JPEG SOF).
-_SNIFF_CHARS = 4096
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: §1.6: a prompt blocked by RAI is a 400 whose message says so (GH-ADIOS, GH-DIAL); the
 #: seed-with-watermark 400 (GH-SEED) shares the prefix but none of these words.
@@ -416,19 +413,10 @@ def _output_image(data: str, mime_type: Any) -> OutputImage:
 
 
 def _sniff_prefix(data: str) -> ImageInfo:
-    try:
-        head = binascii.a2b_base64(data[:_SNIFF_CHARS])
-    except (binascii.Error, ValueError):
-        raise _bad_response("an image that is not valid base64") from None
-    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", head[16:24])
-        return ImageInfo("png", width, height, 0)
-    if not head.startswith(b"\xff\xd8\xff") and not head.startswith(b"RIFF"):
-        raise _bad_response("an image that is not png or jpeg")
-    try:
-        return sniff(head)
-    except GatewayError:  # the JPEG frame header lies beyond the sniffed prefix
-        return ImageInfo("jpeg", 0, 0, 0)
+    info = sniff_base64_header(data)
+    if info is None:
+        raise _bad_response("an image that is not png, jpeg or webp base64")
+    return info
 
 
 def _bad_response(what: str) -> UpstreamError:
