@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.providers.transport import Http11Pool
 from tests.conftest import make_settings, png_bytes
 from tests.emulators import deepimage, venice
 from tests.emulators.common import EmulatorServer, Fault
@@ -36,13 +37,22 @@ FAULTS = [
 
 
 def pools(app: Any) -> list[Any]:
-    """Every vendor client's connection pool (whatever attribute the provider keeps it in)."""
+    """Every vendor client's httpx connection pool (whatever attribute holds the client)."""
     found = []
     for provider in app.state.service.router.providers.values():
         for value in vars(provider).values():
             if isinstance(value, httpx.AsyncClient):
                 found.append(value._transport._pool)  # type: ignore[attr-defined]
     return found
+
+
+def lean_pools(app: Any) -> list[Http11Pool]:
+    return [
+        value
+        for provider in app.state.service.router.providers.values()
+        for value in vars(provider).values()
+        if isinstance(value, Http11Pool)
+    ]
 
 
 async def test_soak_with_random_faults_leaks_nothing() -> None:
@@ -108,9 +118,13 @@ async def test_soak_with_random_faults_leaks_nothing() -> None:
                 await run(0, TOTAL)
                 for pool in pools(app):
                     assert all(conn.is_idle() or conn.is_closed() for conn in pool.connections)
+                lean = lean_pools(app)
+                assert lean and all(pool.busy == 0 for pool in lean)
+                assert all(conn.waiter is None for pool in lean for conn in pool.idle)
             live_pools = pools(app)
         for pool in live_pools:
             assert pool.connections == []  # closed with the app
+        assert all(not pool.idle for pool in lean)
         leftover = {t for t in asyncio.all_tasks() - tasks_before if not t.done()}
         leftover.discard(asyncio.current_task())  # type: ignore[arg-type]
     assert sum(statuses.values()) == TOTAL

@@ -11,6 +11,10 @@ import httpx
 
 from app.errors import GatewayError, ProviderUnavailable, UpstreamError, UpstreamTimeout
 from app.providers.base import Deadline
+from app.providers.transport import Answer
+
+#: An answer from httpx or from the lean pooled client (``app.providers.transport``).
+VendorResponse = httpx.Response | Answer
 
 #: Connections per vendor. Generous, because a vendor call holds a connection for seconds.
 POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
@@ -61,7 +65,7 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:
     )
 
 
-def parse_json(response: httpx.Response, provider: str) -> Any:
+def parse_json(response: VendorResponse, provider: str) -> Any:
     """The body as JSON, or a 502 that says the vendor answered nonsense."""
     try:
         return json.loads(response.content)

@@ -47,12 +47,14 @@ from app.providers.base import (
     UpscaleJob,
 )
 from app.providers.http import (
+    VendorResponse,
     make_client,
     parse_json,
     retry_after_seconds,
     timeout_for,
     transport_error,
 )
+from app.providers.transport import Http11Pool
 from app.schemas import Options
 from app.settings import Settings
 
@@ -93,6 +95,7 @@ class VeniceProvider(Provider):
         self._schema = vl.UPSCALE_SCHEMAS[self._settings.upscale_schema]
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
+        self._fast: Http11Pool | None = None
         self._models: vl.Cached[dict[str, vl.ImageModel]] = vl.Cached()
         self._styles: vl.Cached[frozenset[str]] = vl.Cached()
         self._refresh_lock = asyncio.Lock()
@@ -128,11 +131,15 @@ class VeniceProvider(Provider):
     async def start(self) -> None:
         auth = {"Authorization": f"Bearer {self._key()}"}  # §2.1
         self._client = make_client(self._settings.base_url, auth)
+        self._fast = Http11Pool(self._settings.base_url, {"authorization": auth["Authorization"]})
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._fast is not None:
+            await self._fast.aclose()
+            self._fast = None
 
     def _key(self) -> str:
         key = self._settings.api_key
@@ -312,10 +319,9 @@ class VeniceProvider(Provider):
             images = [self._binary_image(response)]
         return ProviderResult(images, call.model, call.warnings + _warnings(response))
 
-    async def _post(self, path: str, ctx: CallContext, **request: Any) -> httpx.Response:
-        timeout = timeout_for(ctx.deadline, self.id, self._settings.timeout_s)
+    async def _post(self, path: str, ctx: CallContext, **request: Any) -> VendorResponse:
         try:
-            response = await self._http().post(path, timeout=timeout, **request)
+            response = await self._send(path, ctx, request)
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.id) from None
         rate = {k: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
@@ -333,7 +339,19 @@ class VeniceProvider(Provider):
             )
         return response
 
-    def _json_images(self, response: httpx.Response, mime_type: str) -> list[OutputImage]:
+    async def _send(self, path: str, ctx: CallContext, request: dict[str, Any]) -> VendorResponse:
+        """JSON bodies go through the lean pooled client (the hot path); multipart through
+        httpx, which builds multipart bodies."""
+        if self._fast is None or "files" in request:
+            timeout = timeout_for(ctx.deadline, self.id, self._settings.timeout_s)
+            return await self._http().post(path, timeout=timeout, **request)
+        body = request.get("content")
+        if body is None:
+            body = json.dumps(request["json"], separators=(",", ":")).encode()
+        seconds = min(ctx.deadline.check(self.id), self._settings.timeout_s)
+        return await self._fast.post(path, [body], "application/json", seconds)
+
+    def _json_images(self, response: VendorResponse, mime_type: str) -> list[OutputImage]:
         body = parse_json(response, self.id)
         images = body.get("images") if isinstance(body, dict) else None
         if (
@@ -358,7 +376,7 @@ class VeniceProvider(Provider):
             )
         return results
 
-    def _binary_image(self, response: httpx.Response) -> OutputImage:
+    def _binary_image(self, response: VendorResponse) -> OutputImage:
         data = response.content
         try:
             info = sniff(data)  # the bytes decide the type, not Content-Type (§2.4)
@@ -374,7 +392,7 @@ class VeniceProvider(Provider):
 
     # ------------------------------------------------------------------ errors (§2.6)
 
-    def _vendor_error(self, response: httpx.Response, path: str) -> GatewayError:
+    def _vendor_error(self, response: VendorResponse, path: str) -> GatewayError:
         status, body = response.status_code, _json_or_none(response)
         message = self._scrub(_error_text(body))
         said = f" ({message})" if message else ""
@@ -496,7 +514,7 @@ def _form_text(value: Any) -> str:
     return str(value)
 
 
-def _warnings(response: httpx.Response) -> list[str]:
+def _warnings(response: VendorResponse) -> list[str]:
     """§2.4: a blurred image and a deprecated model become warnings."""
     headers, warnings = response.headers, []
     if headers.get("x-venice-is-blurred", "").lower() == "true":
@@ -512,7 +530,7 @@ def _warnings(response: httpx.Response) -> list[str]:
     return warnings
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(response: VendorResponse) -> Any:
     try:
         return json.loads(response.content)
     except ValueError:
