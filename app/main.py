@@ -63,11 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.router)
     app.include_router(operational.router)
     _install_error_handler(app)
+    endpoints = {"/v1/upscale": operations.upscale, "/v1/generate": operations.generate}
     app.add_middleware(
         GatewayMiddleware,
         max_body_bytes=settings.max_body_bytes,
         lifecycle=life,
         access_log=settings.access_log,
+        endpoints=endpoints,
+        render_error=problem_response,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
