@@ -13,7 +13,7 @@ class InvalidBase64(ValueError):
     pass
 
 
-def decode_strict(text: str | bytes) -> bytes:
+def decode_strict(text: str | bytes | memoryview) -> bytes:
     """Decode canonical base64 (RFC 4648 alphabet, padded, no whitespace), or raise."""
     try:
         return pybase64.b64decode(text, validate=True)

@@ -57,21 +57,28 @@ class ImageInfo:
         return self.width * self.height
 
 
+def data_uri_length(text: str, field: str = "image") -> int:
+    """How many leading characters a ``data:image/...;base64,`` prefix takes (0 if none);
+    any other data: URI is refused."""
+    if not text.startswith("data:"):
+        return 0
+    match = _DATA_URI.match(text)
+    if match is None or match.group(1) is None:
+        raise InvalidRequest(
+            f"{field}: a data URI must start with data:image/png;base64, "
+            "data:image/jpeg;base64, or data:image/webp;base64,",
+            errors=[FieldError((field,), "unsupported data URI prefix")],
+        )
+    return match.end()
+
+
 def decode_base64_image(text: str, field: str = "image") -> tuple[bytes, str]:
     """Strictly decode a raw base64 string or a ``data:image/...;base64,`` URI.
 
     Returns the bytes and the bare base64 text (without a data: prefix), so that the text
     can be forwarded to vendors that want base64 without encoding it again.
     """
-    if text.startswith("data:"):
-        match = _DATA_URI.match(text)
-        if match is None or match.group(1) is None:
-            raise InvalidRequest(
-                f"{field}: a data URI must start with data:image/png;base64, "
-                "data:image/jpeg;base64, or data:image/webp;base64,",
-                errors=[FieldError((field,), "unsupported data URI prefix")],
-            )
-        text = text[match.end() :]
+    text = text[data_uri_length(text, field) :]
     if not text:
         raise InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
     try:
@@ -81,6 +88,49 @@ def decode_base64_image(text: str, field: str = "image") -> tuple[bytes, str]:
             f"{field} is not valid base64", errors=[FieldError((field,), "invalid base64")]
         ) from None
     return data, text
+
+
+#: Base64 is validated this many characters at a time, so no image-sized buffer is made.
+_VALIDATE_CHARS = 1 << 20
+#: Enough of the decoded start for any png/webp header and nearly every jpeg one.
+_HEAD_BYTES = 1 << 16
+
+
+def inspect_base64_span(body: bytes, start: int, end: int, field: str = "image") -> ImageInfo:
+    """Strictly validate the base64 in ``body[start:end]`` and sniff the image it encodes,
+    without decoding it whole: chunk by chunk, keeping only the head and the tail."""
+    length = end - start
+    if length == 0:
+        raise InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
+    # Padding may only close the text; chunks are validated separately, so check it here.
+    if length % 4 or body.find(b"=", start, end - 2) != -1:
+        raise _invalid_base64(field)
+    view = memoryview(body)
+    head, tail = b"", b""
+    for offset in range(start, end, _VALIDATE_CHARS):
+        try:
+            part = codec.decode_strict(view[offset : min(offset + _VALIDATE_CHARS, end)])
+        except codec.InvalidBase64:
+            raise _invalid_base64(field) from None
+        if len(head) < _HEAD_BYTES:
+            head += part
+        tail = part[-16:] if len(part) >= 16 else (tail + part)[-16:]
+    size = length * 3 // 4 - (body[end - 2 : end].count(b"="))
+    try:
+        info = _sniff_header(head)
+    except InvalidRequest:
+        if len(head) >= size:
+            raise
+        info = _sniff_header(codec.decode_strict(view[start:end]))  # a JPEG header further in
+    if info.format == "png" and not tail.endswith(_PNG_IEND):
+        raise _broken("png", "the file is truncated (no IEND chunk at the end)")
+    return ImageInfo(info.format, info.width, info.height, size)
+
+
+def _invalid_base64(field: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{field} is not valid base64", errors=[FieldError((field,), "invalid base64")]
+    )
 
 
 def sniff(data: bytes) -> ImageInfo:

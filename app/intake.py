@@ -40,13 +40,57 @@ _JSON_PARTS = frozenset({"options", "output"})
 async def read_upscale(request: Request) -> UpscaleJob:
     if _is_multipart(request):
         fields, data, b64 = await _read_multipart(request)
+        image = InputImage(data, images.sniff(data), b64)
     else:
-        fields = await _read_json(request)
-        data, b64 = _image_from_json(fields.pop("image", None))
-    info = images.sniff(data)
-    images.guard(info)
+        fields, image = _upscale_json(await _read_json_body(request))
+    images.guard(image.info)
     params = parse_params(UpscaleParams, fields)
-    return UpscaleJob(params=params, image=InputImage(data, info, b64))
+    return UpscaleJob(params=params, image=image)
+
+
+def _upscale_json(body: bytes) -> tuple[dict[str, Any], InputImage]:
+    split = _split_image(body)
+    if split is None:  # not the simple shape: parse it whole (and report errors exactly)
+        fields = _parse_object(body)
+        data, b64 = _image_from_json(fields.pop("image", None))
+        return fields, InputImage(data, images.sniff(data), b64)
+    fields, start, end = split
+    start += images.data_uri_length(body[start : start + 64].decode("latin-1"))
+    info = images.inspect_base64_span(body, start, end)
+    return fields, InputImage(None, info, b64_view=memoryview(body)[start:end])
+
+
+def _split_image(body: bytes) -> tuple[dict[str, Any], int, int] | None:
+    """The top-level ``"image"`` string located in the body, the rest parsed as JSON.
+
+    A multi-megabyte base64 string needs no JSON parsing: it has no character JSON escapes.
+    So it is found in place (a view into the body, no copy), replaced by ``null``, and the
+    small remainder is parsed. Any doubt (an escape, another shape, a duplicate key, a key
+    that was not top-level) returns None, and the body is parsed whole instead.
+    """
+    key = body.find(b'"image"')
+    if key <= 0 or body[key - 1] == 0x5C:  # absent, or inside a string as \"image\"
+        return None
+    colon = _skip_space(body, key + 7)
+    quote = _skip_space(body, colon + 1)
+    if body[colon : colon + 1] != b":" or body[quote : quote + 1] != b'"':
+        return None
+    start, end = quote + 1, body.find(b'"', quote + 1)
+    if end == -1 or body.find(b"\\", start, end) != -1:
+        return None
+    try:
+        fields = json.loads(body[:quote] + b"null" + body[end + 1 :])
+    except ValueError:
+        return None
+    if not isinstance(fields, dict) or "image" not in fields or fields.pop("image") is not None:
+        return None
+    return fields, start, end
+
+
+def _skip_space(body: bytes, pos: int) -> int:
+    while body[pos : pos + 1] in (b" ", b"\t", b"\r", b"\n"):
+        pos += 1
+    return pos
 
 
 async def read_generate(request: Request) -> GenerateJob:
@@ -81,6 +125,10 @@ def _is_multipart(request: Request) -> bool:
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
+    return _parse_object(await _read_json_body(request))
+
+
+async def _read_json_body(request: Request) -> bytes:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(
@@ -89,6 +137,10 @@ async def _read_json(request: Request) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         raise InvalidRequest("the request body is empty; send a JSON object")
+    return body
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

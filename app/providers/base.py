@@ -126,24 +126,60 @@ class ProviderCatalog(BaseModel):
 
 
 class InputImage:
-    """The caller's image. Decoded from base64 once; the caller's base64 text is kept so
-    that vendors that want base64 (Vertex, Deep-Image) get it without a re-encode."""
+    """The caller's image, in the form it arrived, converted at most once, on demand.
 
-    __slots__ = ("_b64", "data", "info")
+    From multipart it is bytes. From JSON it is the caller's base64, kept as a zero-copy
+    view into the request body (``b64_view``) or as text: vendors that want base64 (Venice,
+    Vertex) get it spliced into their body as is, and only a vendor that wants bytes pays
+    for the decode."""
 
-    def __init__(self, data: bytes, info: ImageInfo, b64: str | None = None) -> None:
-        self.data = data
+    __slots__ = ("_b64", "_data", "_view", "info")
+
+    def __init__(
+        self,
+        data: bytes | None,
+        info: ImageInfo,
+        b64: str | None = None,
+        b64_view: memoryview | None = None,
+    ) -> None:
+        if data is None and b64 is None and b64_view is None:
+            raise ValueError("an InputImage needs bytes or base64")
         self.info = info
+        self._data = data
         self._b64 = b64
+        self._view = b64_view
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            source = self._b64 if self._b64 is not None else self._view
+            assert source is not None
+            self._data = codec.decode_strict(source)
+        return self._data
 
     @property
     def has_base64(self) -> bool:
-        """The caller's base64 (or an earlier encode) is at hand; base64() costs nothing."""
-        return self._b64 is not None
+        """The caller's base64 (or an earlier encode) is at hand: no encode needed."""
+        return self._b64 is not None or self._view is not None
+
+    @property
+    def base64_length(self) -> int:
+        if self._view is not None:
+            return len(self._view)
+        return len(self.base64())
+
+    def base64_ascii(self) -> bytes | memoryview:
+        """The base64 as ASCII bytes, without a copy when it came from the request body."""
+        if self._view is not None:
+            return self._view
+        return self.base64().encode("ascii")
 
     def base64(self) -> str:
         if self._b64 is None:
-            self._b64 = codec.encode_str(self.data)
+            if self._view is not None:
+                self._b64 = str(self._view, "ascii")
+            else:
+                self._b64 = codec.encode_str(self.data)
         return self._b64
 
 

@@ -215,8 +215,8 @@ class VeniceProvider(Provider):
         if plan.errors:
             raise self.refuse(plan.errors)
         # JSON when the caller's base64 is at hand (no re-encode), multipart otherwise.
-        b64 = _caller_base64(job.image)
-        multipart = b64 is None or len(b64) > vl.MAX_JSON_IMAGE_CHARS
+        image = job.image
+        multipart = not image.has_base64 or image.base64_length > vl.MAX_JSON_IMAGE_CHARS
         return VeniceUpscaleCall(
             self.id,
             Operation.UPSCALE,
@@ -297,7 +297,7 @@ class VeniceProvider(Provider):
             upload = (f"image.{image.info.format}", image.data, image.info.mime_type)
             response = await self._post("/image/upscale", ctx, data=parts, files={"image": upload})
         else:
-            body = _json_with_image(call.fields, image.base64())
+            body = _json_with_image(call.fields, image.base64_ascii())
             headers = {"Content-Type": "application/json"}
             response = await self._post("/image/upscale", ctx, content=body, headers=headers)
         return ProviderResult(
@@ -343,13 +343,15 @@ class VeniceProvider(Provider):
         """JSON bodies go through the lean pooled client (the hot path); multipart through
         httpx, which builds multipart bodies."""
         if self._fast is None or "files" in request:
+            if isinstance(request.get("content"), list):
+                request = {**request, "content": b"".join(request["content"])}
             timeout = timeout_for(ctx.deadline, self.id, self._settings.timeout_s)
             return await self._http().post(path, timeout=timeout, **request)
         body = request.get("content")
         if body is None:
-            body = json.dumps(request["json"], separators=(",", ":")).encode()
+            body = [json.dumps(request["json"], separators=(",", ":")).encode()]
         seconds = min(ctx.deadline.check(self.id), self._settings.timeout_s)
-        return await self._fast.post(path, [body], "application/json", seconds)
+        return await self._fast.post(path, body, "application/json", seconds)
 
     def _json_images(self, response: VendorResponse, mime_type: str) -> list[OutputImage]:
         body = parse_json(response, self.id)
@@ -496,16 +498,11 @@ class VeniceProvider(Provider):
 # --------------------------------------------------------------------------- wire helpers
 
 
-def _caller_base64(image: InputImage) -> str | None:
-    """The caller's base64 text when the image arrived as base64 (JSON), else None."""
-    return image.base64() if image.has_base64 else None
-
-
-def _json_with_image(fields: dict[str, Any], b64: str) -> bytes:
-    """The JSON upscale body. Base64 needs no JSON escaping, so the (large) text is spliced
-    in as is rather than scanned again by a JSON encoder (DESIGN §5)."""
+def _json_with_image(fields: dict[str, Any], b64: bytes | memoryview) -> list[bytes | memoryview]:
+    """The JSON upscale body, in parts. Base64 needs no JSON escaping, so the caller's
+    (large) text goes out as is, never joined or scanned again (DESIGN §5)."""
     rest = json.dumps(fields, separators=(",", ":"))[1:]  # '"scale":2,...}' or '}'
-    return b'{"image":"' + b64.encode("ascii") + (b'",' if fields else b'"') + rest.encode()
+    return [b'{"image":"', b64, (b'",' if fields else b'"') + rest.encode()]
 
 
 def _form_text(value: Any) -> str:

@@ -208,7 +208,7 @@ class VertexProvider(Provider):
             Operation.UPSCALE,
             limits.model,
             path=self._path(limits.model),
-            body=_encode(body, job.image.base64()),
+            body=_encode(body, job.image.base64_ascii()),
         )
 
     def _path(self, model: str) -> str:
@@ -314,7 +314,7 @@ def _seed_warning(
     return ["vertex: seed has no effect while enhancePrompt is on (options.vertex.enhancePrompt)"]
 
 
-def _encode(body: dict[str, Any], image_b64: str | None = None) -> bytes:
+def _encode(body: dict[str, Any], image_b64: bytes | memoryview | None = None) -> bytes:
     """The JSON body, with the caller's base64 spliced into the image slot as is. The slot is
     the first string after ``instances`` begins, so no caller text can come before it."""
     text = json.dumps(body, separators=(",", ":"))
@@ -322,7 +322,7 @@ def _encode(body: dict[str, Any], image_b64: str | None = None) -> bytes:
         return text.encode()
     head, slot, tail = text.partition(_IMAGE_SLOT)
     assert slot, "the image slot is missing"
-    return b"".join((head.encode(), b'"', image_b64.encode("ascii"), b'"', tail.encode()))
+    return b"".join((head.encode(), b'"', image_b64, b'"', tail.encode()))
 
 
 # ---------------------------------------------------------------------- answers
