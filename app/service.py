@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app import metrics
 from app.errors import FieldError, InvalidRequest, NotAcceptable
@@ -168,7 +169,41 @@ def _json_response(outcome: Outcome, headers: dict[str, str], started: float) ->
         "total_ms": round((time.perf_counter() - started) * 1000, 2),
     }
     parts += [b'],"warnings":', _dumps(outcome.warnings), b',"timing":', _dumps(timing), b"}"]
-    return Response(content=b"".join(parts), media_type="application/json", headers=headers)
+    return PartsResponse(parts, media_type="application/json", headers=headers)
+
+
+class PartsResponse(Response):
+    """A body sent as its parts: small neighbours are joined, but each image's
+    multi-megabyte base64 goes to the socket as it is, never copied into one buffer."""
+
+    def __init__(self, parts: list[bytes], media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(content=b"", media_type=media_type, headers=headers)
+        self.chunks = _coalesce(parts)
+        self.headers["content-length"] = str(sum(len(chunk) for chunk in self.chunks))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        last = len(self.chunks) - 1
+        for index, chunk in enumerate(self.chunks):
+            more = index < last
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+
+def _coalesce(parts: list[bytes], small: int = 65536) -> list[bytes]:
+    chunks: list[bytes] = []
+    pending: list[bytes] = []
+    for part in parts:
+        if len(part) < small:
+            pending.append(part)
+            continue
+        if pending:
+            chunks.append(b"".join(pending))
+            pending = []
+        chunks.append(part)
+    if pending or not chunks:
+        chunks.append(b"".join(pending))
+    return chunks
 
 
 def _image_parts(image: OutputImage, first: bool) -> list[bytes]:

@@ -3,8 +3,10 @@
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
+from starlette.responses import Response
 
 from app.errors import NotAcceptable
 from app.providers.base import GenerateJob, OutputImage, ProviderResult
@@ -13,9 +15,28 @@ from app.schemas import GenerateParams
 from app.service import _json_response, negotiate
 
 
-def test_spliced_json_body_is_valid_json_with_escaped_text() -> None:
+async def body_of(response: Response) -> tuple[bytes, int, int]:
+    """Run the response as ASGI: its body, its declared length, and how many body messages."""
+    messages: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        messages.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.disconnect"}
+
+    await response({"type": "http"}, receive, send)
+    length = int(dict(messages[0]["headers"])[b"content-length"])
+    bodies = [m for m in messages[1:] if m["type"] == "http.response.body"]
+    assert not bodies[-1].get("more_body", False)
+    return b"".join(m["body"] for m in bodies), length, len(bodies)
+
+
+@pytest.mark.anyio
+async def test_spliced_json_body_is_valid_json_with_escaped_text() -> None:
+    big = bytes(range(256)) * 1024  # its base64 is sent as a part of its own
     images = [
-        OutputImage(mime_type="image/png", width=2, height=3, data=b"\x89PNG-one"),
+        OutputImage(mime_type="image/png", width=2, height=3, data=big),
         OutputImage(
             mime_type="image/webp", width=None, height=None, b64=base64.b64encode(b"two").decode()
         ),
@@ -28,10 +49,11 @@ def test_spliced_json_body_is_valid_json_with_escaped_text() -> None:
         0.25,
         warnings=['scale lowered to "3"', "ünïcode\n"],
     )
-    response = _json_response(outcome, {}, time.perf_counter())
-    doc = json.loads(response.body)
+    body, length, messages = await body_of(_json_response(outcome, {}, time.perf_counter()))
+    assert length == len(body) and messages == 3  # head, the big base64, the rest
+    doc = json.loads(body)
     assert doc["model"] == 'm"odel\\' and doc["warnings"] == ['scale lowered to "3"', "ünïcode\n"]
-    assert [base64.b64decode(i["data"]) for i in doc["images"]] == [b"\x89PNG-one", b"two"]
+    assert [base64.b64decode(i["data"]) for i in doc["images"]] == [big, b"two"]
     assert doc["images"][1] == {
         "data": "dHdv",
         "mime_type": "image/webp",
