@@ -21,7 +21,7 @@ from app.main import create_app
 from app.providers.transport import Http11Pool
 from tests.conftest import make_settings, png_bytes
 from tests.emulators import deepimage, venice
-from tests.emulators.common import EmulatorServer, Fault
+from tests.emulators.common import EmulatorServer, EmulatorState, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +34,31 @@ FAULTS = [
     Fault("reset"), Fault("truncate"), Fault("malformed"),
     Fault("slow", delay_s=0.01),
 ]  # fmt: skip
+
+
+def inject(rng: random.Random, i: int, *states: EmulatorState) -> None:
+    """Maybe queue one random fault, at one of the vendors (alternating)."""
+    fault = rng.choice(FAULTS)
+    if fault is not None:
+        states[i % len(states)].add_fault(
+            Fault(
+                fault.kind,
+                status=fault.status,
+                body=fault.body,
+                headers=fault.headers,
+                delay_s=fault.delay_s,
+            )
+        )
+
+
+async def call(
+    client: httpx.AsyncClient, i: int, image: str, timeout: str = "30"
+) -> httpx.Response:
+    """Every third request an upscale, the others a generate."""
+    headers = {"x-request-timeout": timeout}
+    if i % 3 == 0:
+        return await client.post("/v1/upscale", json={"image": image, "scale": 2}, headers=headers)
+    return await client.post("/v1/generate", json={"prompt": f"fox {i}"}, headers=headers)
 
 
 def pools(app: Any) -> list[Any]:
@@ -79,28 +104,8 @@ async def test_soak_with_random_faults_leaks_nothing() -> None:
             ) as client:
 
                 async def one(i: int) -> None:
-                    fault = rng.choice(FAULTS)
-                    if fault is not None:
-                        state = v_state if i % 2 else d_state
-                        state.add_fault(
-                            Fault(
-                                fault.kind,
-                                status=fault.status,
-                                body=fault.body,
-                                headers=fault.headers,
-                                delay_s=fault.delay_s,
-                            )
-                        )
-                    if i % 3 == 0:
-                        response = await client.post(
-                            "/v1/upscale", json={"image": image, "scale": 2}
-                        )
-                    else:
-                        response = await client.post(
-                            "/v1/generate",
-                            json={"prompt": f"fox {i}"},
-                            headers={"x-request-timeout": "5"},
-                        )
+                    inject(rng, i, v_state, d_state)
+                    response = await call(client, i, image, timeout="5")
                     statuses[response.status_code] += 1
 
                 async def run(start: int, stop: int) -> None:
@@ -165,22 +170,8 @@ async def test_soak_memory_of_the_real_server_process() -> None:
             async with httpx.AsyncClient(base_url=gw.url, timeout=30, limits=limits) as client:
 
                 async def one(i: int) -> int:
-                    fault = rng.choice(FAULTS)
-                    if fault is not None:
-                        (v_state if i % 2 else d_state).add_fault(
-                            Fault(
-                                fault.kind,
-                                status=fault.status,
-                                body=fault.body,
-                                headers=fault.headers,
-                                delay_s=fault.delay_s,
-                            )
-                        )
-                    if i % 3 == 0:
-                        r = await client.post("/v1/upscale", json={"image": image, "scale": 2})
-                    else:
-                        r = await client.post("/v1/generate", json={"prompt": f"fox {i}"})
-                    return r.status_code
+                    inject(rng, i, v_state, d_state)
+                    return (await call(client, i, image)).status_code
 
                 async def run(start: int, stop: int) -> list[int]:
                     sem = asyncio.Semaphore(CONCURRENCY)
