@@ -155,9 +155,12 @@ async def _read_all(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def vendor_env(vendor_url: str, keys: dict[str, str]) -> dict[str, str]:
-    """Settings that enable each available vendor against ``vendor_url`` with ``keys``, the
-    local provider first for upscales, and instant retries (two attempts)."""
+def vendor_env(
+    vendor_url: str, keys: dict[str, str], venice_url: str | None = None
+) -> dict[str, str]:
+    """Settings that enable each available vendor against ``vendor_url`` with ``keys``
+    (Venice against ``venice_url`` when given: the Venice emulator), the local provider
+    first for upscales, and instant retries (two attempts)."""
     env = {
         "IMAGE_GATEWAY_ROUTING__UPSCALE": ",".join(("local", *VENDORS)),
         "IMAGE_GATEWAY_RETRY__MAX_ATTEMPTS": "2",
@@ -167,7 +170,7 @@ def vendor_env(vendor_url: str, keys: dict[str, str]) -> dict[str, str]:
         env["IMAGE_GATEWAY_ROUTING__GENERATE"] = ",".join(VENDORS)
     if "venice" in VENDORS:
         env["IMAGE_GATEWAY_VENICE__API_KEY"] = keys["venice"]
-        env["IMAGE_GATEWAY_VENICE__BASE_URL"] = vendor_url + "/api/v1"
+        env["IMAGE_GATEWAY_VENICE__BASE_URL"] = (venice_url or vendor_url) + "/api/v1"
     if "deepimage" in VENDORS:
         env["IMAGE_GATEWAY_DEEPIMAGE__API_KEY"] = keys["deepimage"]
         env["IMAGE_GATEWAY_DEEPIMAGE__BASE_URL"] = vendor_url
@@ -247,6 +250,9 @@ def request_mix(image: bytes) -> list[Planned]:
     if "deepimage" in VENDORS:
         explicit = {"image": b64, "scale": 2, "provider": "deepimage"}
         mix.append(Planned("deepimage signed result", {"url": up, "json": explicit}, "signed"))
+    if "venice" in VENDORS:  # a success when Venice is the emulator, a failure otherwise
+        explicit = {"image": b64, "scale": 2, "provider": "venice"}
+        mix.append(Planned("venice upscale", {"url": up, "json": explicit}))
     return mix
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.emulators import venice
+from tests.emulators.common import EmulatorServer, Fault
 from tests.observability.promql import substitute_grafana_variables
 from tests.observability.support import (
     RULES,
@@ -53,6 +55,7 @@ scrape_configs:
 class Scraped:
     prometheus: PrometheusServer
     exchanges: list[Exchange]
+    venice: venice.VeniceState
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,19 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     then the gateway serves the mix."""
     workdir: Path = tmp_path_factory.mktemp("prometheus")
     keys = {"venice": "e2e-venice-key", "deepimage": "e2e-deepimage-key"}
-    with FakeVendor() as vendor, GatewayProcess(vendor_env(vendor.url, keys)) as gw:
+    venice_state = venice.VeniceState(api_key=keys["venice"])
+    # The Venice emulator fails the first two Venice upscales of the mix (500, as its
+    # inference failure), then serves the third; Deep-Image is the failing fake vendor.
+    failure = {"error": "Inference processing failed"}
+    venice_state.add_fault(
+        Fault("status", status=500, body=failure, path="/image/upscale", times=2)
+    )
+    venice_server = EmulatorServer(venice.create_app(venice_state), venice_state)
+    with (
+        venice_server,
+        FakeVendor() as vendor,
+        GatewayProcess(vendor_env(vendor.url, keys, venice_url=venice_server.url)) as gw,
+    ):
         prometheus = PrometheusServer(workdir, scrape_config(f"127.0.0.1:{gw.port}"))
         try:
             prometheus.start()
@@ -69,7 +84,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
             poll(lambda: prometheus.values_by(up, "job") == {JOB: 1.0}, 15, "a first scrape")
             with httpx.Client(base_url=gw.url, timeout=30) as client:
                 exchanges = send_mix(client, png_with_text("e2e"), "e2e", vendor)
-            yield Scraped(prometheus, exchanges)
+            yield Scraped(prometheus, exchanges, venice_state)
         finally:
             prometheus.stop()
 
@@ -119,9 +134,14 @@ def test_upstream_failures_are_visible(scraped: Scraped) -> None:
     assert set(moved) == set(VENDORS)
     retried = "sum by (provider) (image_gateway_retries_total)"
     assert poll(lambda: scraped.prometheus.values_by(retried, "provider"), 10, "retries")
-    if "venice" in VENDORS:  # the fake vendor reports x-ratelimit-remaining-requests: 7
+    if "venice" in VENDORS:  # the emulator's last x-ratelimit-remaining-requests
         headroom = "image_gateway_vendor_ratelimit_remaining_requests"
-        assert scraped.prometheus.values_by(headroom, "provider") == {"venice": 7.0}
+        expected = {"venice": float(scraped.venice.remaining_requests)}
+        assert poll(
+            lambda: scraped.prometheus.values_by(headroom, "provider") == expected,
+            10,
+            "the Venice headroom",
+        )
 
 
 def test_rules_evaluate_without_errors(scraped: Scraped) -> None:
