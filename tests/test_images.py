@@ -1,6 +1,5 @@
 import base64
 import io
-import time
 
 import pytest
 from PIL import Image
@@ -60,13 +59,15 @@ def test_damaged_or_empty_images_are_invalid(data: bytes) -> None:
         images.sniff(data)
 
 
-def test_a_huge_claimed_size_is_refused_without_decoding() -> None:
+def test_a_huge_claimed_size_is_refused_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a decoder was called")
+
+    monkeypatch.setattr("PIL.Image.open", no_decoding)
     bomb = png_claiming(100_000, 100_000)
-    started = time.perf_counter()
-    info = images.sniff(bomb)
+    info = images.sniff(bomb)  # header arithmetic only
     with pytest.raises(ValidationFailed) as caught:
         images.guard(info)
-    assert time.perf_counter() - started < 0.05  # header arithmetic only, no decoder
     assert (
         caught.value.errors[0].limit == f"gateway: input must be <= {images.GATEWAY_MAX_PIXELS} px"
     )
