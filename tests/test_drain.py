@@ -70,3 +70,30 @@ def test_sigterm_drains_in_flight_requests_then_exits_0() -> None:
             assert gateway.wait(timeout=GRACE_S) == 0
             assert time.monotonic() - signalled < GRACE_S
             assert len(state.requests_to("/image/generate")) == IN_FLIGHT  # the late one never left
+
+
+def test_with_two_workers_each_drains_and_the_supervisor_exits_0() -> None:
+    state = VeniceState()
+    with EmulatorServer(create_app(state), state) as venice:
+        state.add_fault(Fault("gated", times=4, path="/image/generate"))
+        env = {**venice_env(venice.url), "IMAGE_GATEWAY_WORKERS": "2"}
+        with GatewayProcess(env=env) as gateway:
+            statuses: list[int] = []
+
+            def call() -> None:
+                response = httpx.post(
+                    gateway.url + "/v1/generate", json={"prompt": "a fox"}, timeout=60
+                )
+                statuses.append(response.status_code)
+
+            threads = [threading.Thread(target=call) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            assert wait_for(lambda: len(state.requests_to("/image/generate")) == 4)
+            gateway.terminate()  # the supervisor forwards SIGTERM to both workers
+            state.open_gate()
+            for thread in threads:
+                thread.join(30)
+            assert statuses == [200] * 4
+            assert gateway.wait(timeout=GRACE_S) == 0
+            assert gateway.output().count("draining:") == 2
