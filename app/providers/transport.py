@@ -190,8 +190,10 @@ class Http11Pool:
             conn.close()
             if not (reused and not conn.answered_bytes):
                 raise
-            # A kept-alive connection the server had already closed: the request never
-            # reached it, so sending it once more on a fresh connection is safe.
+            # A kept-alive connection closed without a byte of answer: almost always the
+            # server's idle timeout crossing our reuse, so the request was never processed
+            # and is sent once more on a fresh connection (as browsers do). A server that
+            # read it and died silently would see it twice; that is the accepted risk.
             conn, _ = await self._connect()
             answer = await self._send_once(conn, parts)
         except BaseException:
