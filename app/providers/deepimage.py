@@ -66,6 +66,7 @@ from app.providers.deepimage_limits import (
     upscale_payload,
 )
 from app.providers.http import (
+    json_or_none,
     make_client,
     parse_json,
     retry_after_seconds,
@@ -459,10 +460,7 @@ def _result(call: DeepImageCall, data: bytes) -> ProviderResult:
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:
     """``{"message": ..., "code"?: ...}`` (§3.7), or ``{}`` for anything else."""
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return {}
+    body = json_or_none(response)
     return body if isinstance(body, dict) else {}
 
 

@@ -65,6 +65,14 @@ def transport_error(exc: httpx.HTTPError, provider: str) -> GatewayError:
     )
 
 
+def json_or_none(response: VendorResponse) -> Any:
+    """The body as JSON, or None when it is not JSON (vendor error bodies vary)."""
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
 def parse_json(response: VendorResponse, provider: str) -> Any:
     """The body as JSON, or a 502 that says the vendor answered nonsense."""
     try:

@@ -48,6 +48,7 @@ from app.providers.base import (
 )
 from app.providers.http import (
     VendorResponse,
+    json_or_none,
     make_client,
     parse_json,
     retry_after_seconds,
@@ -395,7 +396,7 @@ class VeniceProvider(Provider):
     # ------------------------------------------------------------------ errors (§2.6)
 
     def _vendor_error(self, response: VendorResponse, path: str) -> GatewayError:
-        status, body = response.status_code, _json_or_none(response)
+        status, body = response.status_code, json_or_none(response)
         message = self._scrub(_error_text(body))
         said = f" ({message})" if message else ""
         if status in (400, 413) or (status == 422 and _code(body) == "IMAGE_TOO_LARGE"):
@@ -525,13 +526,6 @@ def _warnings(response: VendorResponse) -> list[str]:
             text += f" (replacement: {replacement[:128]})"
         warnings.append(text + (f": {notice}" if notice else ""))
     return warnings
-
-
-def _json_or_none(response: VendorResponse) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
 
 
 def _error_text(body: Any) -> str:

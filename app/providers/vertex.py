@@ -59,6 +59,7 @@ from app.providers.base import (
     UpscaleJob,
 )
 from app.providers.http import (
+    json_or_none,
     make_client,
     parse_json,
     retry_after_seconds,
@@ -433,10 +434,7 @@ def _clip(text: str) -> str:
 def _rpc_error(response: httpx.Response) -> tuple[str, str]:
     """(status, message) of a google.rpc error body (§1.7); python-genai also tolerates a
     top-level code/message/status and a one-element list, and so does the gateway."""
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return "", ""
+    data = json_or_none(response)
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
