@@ -80,13 +80,11 @@ def decode_base64_image(text: str, field: str = "image") -> tuple[bytes, str]:
     """
     text = text[data_uri_length(text, field) :]
     if not text:
-        raise InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
+        raise _empty(field)
     try:
         data = codec.decode_strict(text)
     except codec.InvalidBase64:
-        raise InvalidRequest(
-            f"{field} is not valid base64", errors=[FieldError((field,), "invalid base64")]
-        ) from None
+        raise _invalid_base64(field) from None
     return data, text
 
 
@@ -101,7 +99,7 @@ def inspect_base64_span(body: bytes, start: int, end: int, field: str = "image")
     without decoding it whole: chunk by chunk, keeping only the head and the tail."""
     length = end - start
     if length == 0:
-        raise InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
+        raise _empty(field)
     # Padding may only close the text; chunks are validated separately, so check it here.
     if length % 4 or body.find(b"=", start, end - 2) != -1:
         raise _invalid_base64(field)
@@ -125,6 +123,10 @@ def inspect_base64_span(body: bytes, start: int, end: int, field: str = "image")
     if info.format == "png" and not tail.endswith(_PNG_IEND):
         raise _broken("png", "the file is truncated (no IEND chunk at the end)")
     return ImageInfo(info.format, info.width, info.height, size)
+
+
+def _empty(field: str) -> InvalidRequest:
+    return InvalidRequest(f"{field} is empty", errors=[FieldError((field,), "empty image")])
 
 
 def _invalid_base64(field: str) -> InvalidRequest:

@@ -9,7 +9,6 @@ the per-process files (see ``render``).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 
 from prometheus_client import (
@@ -159,15 +158,3 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
-
-
-class Stopwatch:
-    """Monotonic timing in seconds and milliseconds."""
-
-    __slots__ = ("start",)
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start

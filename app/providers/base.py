@@ -277,9 +277,6 @@ class Deadline:
     def remaining(self) -> float:
         return self.at - self._clock()
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
     def check(self, provider: str) -> float:
         """The time left, or ``UpstreamTimeout`` when there is none."""
         left = self.remaining()
