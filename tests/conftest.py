@@ -3,6 +3,7 @@ explicit values only (``make_settings``), and every server binds 127.0.0.1 on a 
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,6 +42,26 @@ def png_bytes(width: int = 64, height: int = 48, mode: str = "RGB", fmt: str = "
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+class FakeClock:
+    """A monotonic clock that moves only when code under test sleeps on it: inject
+    ``clock`` as the clock and ``clock.sleep`` as the sleep, and time is driven, not waited."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still a scheduling point, like a real sleep
 
 
 @pytest.fixture

@@ -34,22 +34,9 @@ from app.providers.base import (
 )
 from app.routing import CLOSED, HALF_OPEN, OPEN, Router
 from app.schemas import GenerateParams
-from tests.conftest import make_settings
+from tests.conftest import FakeClock, make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @dataclass

@@ -41,7 +41,7 @@ from app.providers.deepimage_limits import (
 )
 from app.schemas import GenerateParams, UpscaleParams
 from app.server import configure_logging
-from tests.conftest import gateway, make_settings, png_bytes
+from tests.conftest import FakeClock, gateway, make_settings, png_bytes
 from tests.emulators.common import EmulatorServer, EmulatorState, Fault
 from tests.emulators.deepimage import DEFAULT_API_KEY, DeepImageState, JobPlan, create_app
 
@@ -49,22 +49,6 @@ pytestmark = pytest.mark.anyio
 
 KEY = DEFAULT_API_KEY
 PNG = png_bytes(32, 24)
-
-
-class FakeTime:
-    """The deadline's clock, advanced by the provider's poll sleeps instead of real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +66,8 @@ def state(server: EmulatorServer) -> DeepImageState:
 
 
 @pytest.fixture
-def clock() -> FakeTime:
-    return FakeTime()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def settings_for(url: str, key: str = KEY, **deepimage: Any) -> Any:
@@ -92,7 +76,7 @@ def settings_for(url: str, key: str = KEY, **deepimage: Any) -> Any:
 
 @pytest.fixture
 async def provider(
-    server: EmulatorServer, state: DeepImageState, clock: FakeTime
+    server: EmulatorServer, state: DeepImageState, clock: FakeClock
 ) -> AsyncIterator[DeepImageProvider]:
     async with started(settings_for(server.url), clock) as running:
         yield running
@@ -101,7 +85,7 @@ async def provider(
 class started:
     """A started provider whose poll sleeps run on ``clock``."""
 
-    def __init__(self, settings: Any, clock: FakeTime) -> None:
+    def __init__(self, settings: Any, clock: FakeClock) -> None:
         self.provider = DeepImageProvider(settings)
         self.provider.sleep = clock.sleep
 
@@ -113,7 +97,7 @@ class started:
         await self.provider.aclose()
 
 
-def ctx(clock: FakeTime, seconds: float = 60.0) -> CallContext:
+def ctx(clock: FakeClock, seconds: float = 60.0) -> CallContext:
     return CallContext(request_id="test", deadline=Deadline(seconds, clock=clock))
 
 
@@ -126,11 +110,11 @@ def generate(**params: Any) -> GenerateJob:
     return GenerateJob(GenerateParams(**params))
 
 
-async def run(provider: DeepImageProvider, job: Any, clock: FakeTime, seconds: float = 60) -> Any:
+async def run(provider: DeepImageProvider, job: Any, clock: FakeClock, seconds: float = 60) -> Any:
     return await provider.execute(provider.prepare(job), ctx(clock, seconds))
 
 
-async def failure(provider: DeepImageProvider, job: Any, clock: FakeTime) -> GatewayError:
+async def failure(provider: DeepImageProvider, job: Any, clock: FakeClock) -> GatewayError:
     with pytest.raises(GatewayError) as caught:
         await run(provider, job, clock)
     error = caught.value
@@ -153,7 +137,7 @@ def pixels(data: bytes) -> tuple[int, int, str | None]:
 
 
 async def test_fast_job_is_answered_within_the_sync_window(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     result = await run(provider, upscale(scale=2), clock)
     [image] = result.images
@@ -167,7 +151,7 @@ async def test_fast_job_is_answered_within_the_sync_window(
 
 
 async def test_slow_job_is_answered_by_polling(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.plan = JobPlan(polls=4)
     result = await run(provider, upscale(width=96), clock)
@@ -200,7 +184,7 @@ def test_default_backoff_doubles_up_to_five_seconds() -> None:
 async def test_creativity_maps_onto_each_strength_band(
     provider: DeepImageProvider,
     state: DeepImageState,
-    clock: FakeTime,
+    clock: FakeClock,
     creativity: float,
     strength: int,
     band: str,
@@ -219,7 +203,7 @@ def test_creativity_mapping_covers_the_dial_monotonically() -> None:
 
 
 async def test_options_strength_wins_over_creativity(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     options = {"deepimage": {"upscale_strength": 8}}
     await run(provider, upscale(creativity=1.0, options=options), clock)
@@ -227,7 +211,7 @@ async def test_options_strength_wins_over_creativity(
 
 
 async def test_prompt_guided_upscale(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     job = upscale(width=64, prompt="small cottage, cows, sunset", creativity=0.6)
     result = await run(provider, job, clock)
@@ -243,7 +227,7 @@ async def test_prompt_guided_upscale(
 
 
 async def test_vendor_options_model_and_output_are_sent(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     options = {
         "deepimage": {
@@ -277,7 +261,7 @@ async def test_vendor_options_model_and_output_are_sent(
 
 
 async def test_beyond_four_x_is_allowed_with_a_bicubic_warning(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     four = await run(provider, upscale(scale=4), clock)
     six = await run(provider, upscale(scale=6), clock)
@@ -290,7 +274,7 @@ async def test_beyond_four_x_is_allowed_with_a_bicubic_warning(
 
 
 async def test_small_image_goes_inline_as_base64_url(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     await run(provider, upscale(scale=2), clock)
     submit = state.requests[0]
@@ -301,7 +285,7 @@ async def test_small_image_goes_inline_as_base64_url(
 
 
 async def test_large_image_goes_as_multipart(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     provider.inline_max_bytes = 0
     jpeg = png_bytes(40, 20, fmt="JPEG")
@@ -319,7 +303,7 @@ async def test_large_image_goes_as_multipart(
 
 
 async def test_text_to_image(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     job = generate(
         prompt="a red fox in snow",
@@ -356,7 +340,7 @@ async def test_text_to_image(
 
 
 async def test_text_to_image_polls_too(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.plan = JobPlan(polls=2)
     result = await run(provider, generate(prompt="a lighthouse", aspect_ratio="16:9"), clock)
@@ -432,7 +416,7 @@ def test_limits_and_options_are_data(server: EmulatorServer) -> None:
 
 
 async def test_no_credits_is_502_naming_exhausted_credits(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.credits = 0
     error = await failure(provider, upscale(), clock)
@@ -442,7 +426,7 @@ async def test_no_credits_is_502_naming_exhausted_credits(
 
 @pytest.mark.parametrize(("key", "status"), [("", 403), ("not-a-real-key-42", 404)])
 async def test_refused_credentials_are_502(
-    server: EmulatorServer, state: DeepImageState, clock: FakeTime, key: str, status: int
+    server: EmulatorServer, state: DeepImageState, clock: FakeClock, key: str, status: int
 ) -> None:
     async with started(settings_for(server.url, key=key), clock) as provider:
         error = await failure(provider, upscale(), clock)
@@ -453,7 +437,7 @@ async def test_refused_credentials_are_502(
 
 
 async def test_concurrency_limit_is_429_and_retryable(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.max_active_jobs, state.plan = 0, JobPlan()
     error = await failure(provider, upscale(), clock)
@@ -462,7 +446,7 @@ async def test_concurrency_limit_is_429_and_retryable(
 
 
 async def test_429_retry_after_is_passed_on(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     body = {"message": "API rate limit has been reached", "code": "TOO_MANY_REQUESTS"}
     state.add_fault(Fault(kind="status", status=429, body=body, headers={"retry-after": "7"}))
@@ -471,7 +455,7 @@ async def test_429_retry_after_is_passed_on(
 
 
 async def test_over_limit_is_422(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.max_output = (100, 100)
     error = await failure(provider, upscale(scale=4), clock)
@@ -482,7 +466,7 @@ async def test_over_limit_is_422(
 
 
 async def test_failed_submission_is_502_and_retryable(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.plan = JobPlan(fail_on_poll=0)
     error = await failure(provider, upscale(), clock)
@@ -491,7 +475,7 @@ async def test_failed_submission_is_502_and_retryable(
 
 
 async def test_job_failing_mid_way_is_502(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.plan = JobPlan(polls=5, fail_on_poll=2)
     error = await failure(provider, upscale(), clock)
@@ -522,7 +506,7 @@ async def test_job_failing_mid_way_is_502(
     ],
 )  # fmt: skip
 async def test_other_vendor_answers_are_502(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime, fault: Fault, words: str
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock, fault: Fault, words: str
 ) -> None:
     state.plan = JobPlan(polls=1)
     state.add_fault(fault)
@@ -531,7 +515,7 @@ async def test_other_vendor_answers_are_502(
 
 
 async def test_vendor_messages_are_redacted(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     message = f"key {KEY} refused for https://deep-image.ai/rest_api/result/abc?x={KEY}"
     state.add_fault(Fault(kind="status", status=400, body={"message": message}))
@@ -540,7 +524,7 @@ async def test_vendor_messages_are_redacted(
 
 
 async def test_unreachable_vendor_is_503_and_retryable(
-    state: DeepImageState, clock: FakeTime
+    state: DeepImageState, clock: FakeClock
 ) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago refuses connections
         sock.bind(("127.0.0.1", 0))
@@ -554,7 +538,7 @@ async def test_unreachable_vendor_is_503_and_retryable(
 
 
 async def test_deadline_expiring_mid_poll_is_504_and_leaves_the_job_alone(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.plan = JobPlan(polls=1000)
     tasks_before = asyncio.all_tasks()
@@ -583,7 +567,7 @@ async def test_submission_that_outlives_the_deadline_is_504(
 
 
 async def test_expired_deadline_sends_nothing(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     with pytest.raises(UpstreamTimeout):
         await run(provider, upscale(), clock, seconds=0)
@@ -606,7 +590,7 @@ def storage(state: DeepImageState) -> Iterator[tuple[EmulatorServer, DeepImageSt
 async def test_result_on_another_host_gets_no_api_key(
     provider: DeepImageProvider,
     state: DeepImageState,
-    clock: FakeTime,
+    clock: FakeClock,
     storage: tuple[EmulatorServer, DeepImageState],
 ) -> None:
     _, files = storage
@@ -621,7 +605,7 @@ async def test_a_signed_result_url_stays_out_of_the_logs(
     provider: DeepImageProvider,
     server: EmulatorServer,
     state: DeepImageState,
-    clock: FakeTime,
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     signed = f"{server.url}/images/2025-01-01/job.png?X-Amz-Signature=secret-signature-31337"
@@ -641,7 +625,7 @@ async def test_a_signed_result_url_stays_out_of_the_logs(
     "location", ["file:///etc/passwd", "ftp://127.0.0.1/a.png", "//no-scheme/a.png", "http://"]
 )
 async def test_result_location_must_be_http(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime, location: str
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock, location: str
 ) -> None:
     body = {"status": "complete", "job": "j", "result_url": location}
     state.add_fault(Fault(kind="status", status=200, body=body))
@@ -651,7 +635,7 @@ async def test_result_location_must_be_http(
 
 
 async def test_result_over_the_size_cap_is_refused(
-    server: EmulatorServer, state: DeepImageState, clock: FakeTime
+    server: EmulatorServer, state: DeepImageState, clock: FakeClock
 ) -> None:
     async with started(settings_for(server.url, max_result_bytes=64), clock) as provider:
         error = await failure(provider, upscale(), clock)
@@ -659,7 +643,7 @@ async def test_result_over_the_size_cap_is_refused(
 
 
 async def test_streamed_result_is_capped_while_reading(
-    server: EmulatorServer, state: DeepImageState, clock: FakeTime
+    server: EmulatorServer, state: DeepImageState, clock: FakeClock
 ) -> None:
     async def chunked(request: Request) -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
@@ -689,7 +673,7 @@ async def test_streamed_result_is_capped_while_reading(
     ],
 )  # fmt: skip
 async def test_bad_result_downloads_are_502(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime, fault: Fault, words: str
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock, fault: Fault, words: str
 ) -> None:
     state.add_fault(fault)
     error = await failure(provider, upscale(), clock)
@@ -697,7 +681,7 @@ async def test_bad_result_downloads_are_502(
 
 
 async def test_unexpected_result_format_is_a_warning(
-    provider: DeepImageProvider, state: DeepImageState, clock: FakeTime
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
 ) -> None:
     state.add_fault(Fault(kind="status", status=200, body=png_bytes(8, 8), path="/images/"))
     result = await run(provider, upscale(output={"format": "jpeg"}), clock)

@@ -33,24 +33,13 @@ from app.providers.base import (
 )
 from app.providers.venice import VeniceProvider
 from app.schemas import GenerateParams, UpscaleParams
-from tests.conftest import gateway, make_settings, png_bytes
+from tests.conftest import FakeClock, gateway, make_settings, png_bytes
 from tests.emulators.common import EmulatorServer, Fault
 from tests.emulators.venice import DEFAULT_API_KEY, VeniceState, create_app, venice_fault
 
 pytestmark = pytest.mark.anyio
 
 API_KEY = DEFAULT_API_KEY
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +57,15 @@ def state(server: EmulatorServer) -> VeniceState:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 ProviderFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def open_venice(server: EmulatorServer, state: VeniceState, clock: Clock) -> ProviderFactory:
+def open_venice(server: EmulatorServer, state: VeniceState, clock: FakeClock) -> ProviderFactory:
     @asynccontextmanager
     async def factory(**venice: Any) -> AsyncIterator[VeniceProvider]:
         values = {"api_key": API_KEY, "base_url": f"{server.url}/api/v1", **venice}
@@ -479,7 +468,7 @@ async def test_aspect_ratio_models_report_the_real_size(venice: VeniceProvider) 
 
 
 async def test_the_catalog_is_cached_for_its_ttl(
-    venice: VeniceProvider, state: VeniceState, clock: Clock
+    venice: VeniceProvider, state: VeniceState, clock: FakeClock
 ) -> None:
     await venice.refresh_catalog()
     clock.advance(599)
@@ -497,7 +486,7 @@ async def test_the_catalog_is_cached_for_its_ttl(
 
 
 async def test_without_the_catalog_validation_falls_back_to_the_schema(
-    venice: VeniceProvider, state: VeniceState, clock: Clock
+    venice: VeniceProvider, state: VeniceState, clock: FakeClock
 ) -> None:
     state.add_fault(venice_fault(500, path="/models"))
     state.add_fault(Fault(kind="reset", path="/image/styles"))
@@ -531,7 +520,7 @@ async def test_an_unknown_style_is_refused_by_venice_when_the_styles_are_unknown
 
 
 async def test_a_failed_refresh_keeps_the_last_good_catalog(
-    venice: VeniceProvider, state: VeniceState, clock: Clock
+    venice: VeniceProvider, state: VeniceState, clock: FakeClock
 ) -> None:
     await venice.refresh_catalog()
     clock.advance(600)
