@@ -169,6 +169,8 @@ class _Walk:
     refusals: list[FieldError] = field(default_factory=list)
     unavailable: list[GatewayError] = field(default_factory=list)
     last_error: GatewayError | None = None
+    #: One candidate only: its refusal or failure is the answer (no walking on).
+    alone: bool = False
 
     @property
     def upstream_seconds(self) -> float:
@@ -205,8 +207,8 @@ class Router:
         return [explicit, *[p for p in order if p != explicit]]
 
     async def run(self, job: Job, ctx: CallContext) -> Outcome:
-        walk = _Walk(attempts=ctx.attempts)
         candidates = self.candidates(job)
+        walk = _Walk(attempts=ctx.attempts, alone=len(candidates) == 1)
         for index, pid in enumerate(candidates):
             result = await self._try_provider(pid, job, ctx, walk)
             if result is not None:
@@ -239,7 +241,7 @@ class Router:
             return await self._attempts(provider, call, ctx, walk)
         except GatewayError as exc:
             walk.last_error = exc
-            if exc.status in _FALLBACK_STATUSES and len(self.candidates(job)) > 1:
+            if exc.status in _FALLBACK_STATUSES and not walk.alone:
                 return None
             raise
 
@@ -249,7 +251,7 @@ class Router:
             return provider.prepare(job)
         except ValidationFailed as exc:
             metrics.VALIDATION_FAILURES.labels(provider=provider.id, operation=job.operation).inc()
-            if len(self.candidates(job)) == 1:
+            if walk.alone:
                 raise
             walk.refusals.extend(
                 exc.errors or [FieldError((), exc.detail, f"{provider.id}: {exc.detail}")]
