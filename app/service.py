@@ -44,7 +44,7 @@ class GatewayService:
         finally:
             _record_attempts(state, ctx)
         state.provider, state.model = outcome.provider, outcome.result.model
-        headers = _result_headers(request, outcome)
+        headers = _result_headers(outcome, state.attempt_labels)
         if wants is not None:
             return _image_response(outcome, headers)
         return _json_response(outcome, headers, started)
@@ -130,11 +130,11 @@ def _q_value(params: str) -> float:
     return 1.0
 
 
-def _result_headers(request: Request, outcome: Outcome) -> dict[str, str]:
+def _result_headers(outcome: Outcome, attempt_labels: str) -> dict[str, str]:
     return {
         "x-image-gateway-provider": outcome.provider,
         "x-image-gateway-model": outcome.result.model,
-        "x-image-gateway-attempts": ", ".join(a.label() for a in outcome.attempts),
+        "x-image-gateway-attempts": attempt_labels,
     }
 
 
