@@ -3,8 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite uses: a real Prometheus (promtool too), docker-compose's
-# config checker, and wrk for the benchmark.
-APT_PACKAGES := prometheus docker-compose wrk
+# config checker, wrk for the benchmark, and redis-server for the shared state store.
+APT_PACKAGES := prometheus docker-compose wrk redis-server
 LINT_PATHS := $(wildcard app tests bench scripts deploy)
 
 .PHONY: run test lint typecheck unit install install-dev system-deps openapi bench clean

@@ -145,6 +145,25 @@ class BulkheadSettings(BaseModel):
     max_wait_s: float = Field(default=0.5, ge=0)
 
 
+class StateSettings(BaseModel):
+    """Where jobs, idempotency keys and results live (``app.state``)."""
+
+    #: ``redis://host:6379/0`` (or ``rediss://``, ``unix://``): the store shared by several
+    #: replicas. Empty: the embedded SQLite store under ``data_dir``.
+    url: str | None = None
+    #: The SQLite file and the result files (one replica; mount a volume in Kubernetes).
+    data_dir: Path = Path("data")
+    #: Prefix of every Redis key, so that several gateways can share one Redis.
+    prefix: str = "image-gateway:"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("state.url must be a redis://, rediss:// or unix:// URL")
+        return value or None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IMAGE_GATEWAY_",
@@ -174,6 +193,7 @@ class Settings(BaseSettings):
     venice: VeniceSettings = Field(default_factory=VeniceSettings)
     deepimage: DeepImageSettings = Field(default_factory=DeepImageSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
 
     def enabled_providers(self) -> list[str]:
         enabled = {
