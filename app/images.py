@@ -47,6 +47,8 @@ class ImageInfo:
     width: int
     height: int
     size: int
+    #: Animated WebP (VP8X animation flag) or APNG (an acTL chunk before the pixel data).
+    animated: bool = False
 
     @property
     def mime_type(self) -> str:
@@ -104,7 +106,7 @@ def inspect_base64_span(body: bytes, start: int, end: int, field: str = "image")
     if length % 4 or body.find(b"=", start, end - 2) != -1:
         raise _invalid_base64(field)
     view = memoryview(body)
-    head, tail = b"", b""
+    head, tail, iend = b"", b"", -1
     for offset in range(start, end, _VALIDATE_CHARS):
         try:
             part = codec.decode_strict(view[offset : min(offset + _VALIDATE_CHARS, end)])
@@ -112,6 +114,9 @@ def inspect_base64_span(body: bytes, start: int, end: int, field: str = "image")
             raise _invalid_base64(field) from None
         if len(head) < _HEAD_BYTES:
             head += part
+        seen = (tail + part).rfind(_PNG_IEND)
+        if seen != -1:
+            iend = (offset - start) * 3 // 4 - len(tail) + seen
         tail = part[-16:] if len(part) >= 16 else (tail + part)[-16:]
     size = length * 3 // 4 - (body[end - 2 : end].count(b"="))
     try:
@@ -121,8 +126,8 @@ def inspect_base64_span(body: bytes, start: int, end: int, field: str = "image")
             raise
         info = _sniff_header(codec.decode_strict(view[start:end]))  # a JPEG header further in
     if info.format == "png" and not tail.endswith(_PNG_IEND):
-        raise _broken("png", "the file is truncated (no IEND chunk at the end)")
-    return ImageInfo(info.format, info.width, info.height, size)
+        raise _png_end_error(iend, size)
+    return ImageInfo(info.format, info.width, info.height, size, info.animated)
 
 
 def _empty(field: str) -> InvalidRequest:
@@ -142,10 +147,22 @@ def sniff(data: bytes) -> ImageInfo:
             "image is empty (0 bytes)", errors=[FieldError(("image",), "empty image")]
         )
     info = _sniff_header(data)
-    # A PNG ends with an IEND chunk; without it the file was cut short.
     if info.format == "png" and not data.endswith(_PNG_IEND):
-        raise _broken("png", "the file is truncated (no IEND chunk at the end)")
+        raise _png_end_error(data.rfind(_PNG_IEND), len(data))
     return info
+
+
+def _png_end_error(iend: int, size: int) -> InvalidRequest:
+    """A PNG ends with its IEND chunk: with none it was cut short; with bytes after it, it
+    is a polyglot (a ZIP, script or second file appended), refused as such."""
+    if iend == -1:
+        return _broken("png", "the file is truncated (no IEND chunk at the end)")
+    extra = size - iend - len(_PNG_IEND)
+    return InvalidRequest(
+        f"image is a png followed by {extra} bytes of other data after its IEND chunk "
+        "(a polyglot or appended file); send the image alone",
+        errors=[FieldError(("image",), f"{extra} bytes after the end of the png")],
+    )
 
 
 def sniff_base64_header(text: str, chars: int = 65_536) -> ImageInfo | None:
@@ -160,7 +177,7 @@ def sniff_base64_header(text: str, chars: int = 65_536) -> ImageInfo | None:
         if text[:4] == "/9j/":  # base64 of FF D8 FF: a JPEG whose size needs more bytes
             return ImageInfo("jpeg", 0, 0, _decoded_length(text))
         return None
-    return ImageInfo(info.format, info.width, info.height, _decoded_length(text))
+    return ImageInfo(info.format, info.width, info.height, _decoded_length(text), info.animated)
 
 
 def _decoded_length(text: str) -> int:
@@ -192,7 +209,21 @@ def _png(data: bytes) -> ImageInfo:
     width, height = struct.unpack(">II", data[16:24])
     if width == 0 or height == 0:
         raise _broken("png", "width or height is zero")
-    return ImageInfo("png", width, height, len(data))
+    return ImageInfo("png", width, height, len(data), _apng(data))
+
+
+def _apng(data: bytes) -> bool:
+    """An acTL chunk before the first IDAT makes a PNG animated (APNG)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"acTL":
+            return True
+        if kind == b"IDAT":
+            return False
+        pos += 12 + length
+    return False
 
 
 def _jpeg(data: bytes) -> ImageInfo:
@@ -222,7 +253,7 @@ def _jpeg(data: bytes) -> ImageInfo:
 
 
 def _webp(data: bytes) -> ImageInfo:
-    chunk = data[12:16]
+    chunk, animated = data[12:16], False
     if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
         width, height = struct.unpack("<HH", data[26:30])
         width, height = width & 0x3FFF, height & 0x3FFF
@@ -232,17 +263,25 @@ def _webp(data: bytes) -> ImageInfo:
     elif chunk == b"VP8X" and len(data) >= 30:
         width = int.from_bytes(data[24:27], "little") + 1
         height = int.from_bytes(data[27:30], "little") + 1
+        animated = bool(data[20] & 0x02)
     else:
         raise _broken("webp", "the frame header is missing or truncated")
     if width == 0 or height == 0:
         raise _broken("webp", "width or height is zero")
-    return ImageInfo("webp", width, height, len(data))
+    return ImageInfo("webp", width, height, len(data), animated)
 
 
 def guard(
     info: ImageInfo, max_bytes: int | None = None, max_pixels: int = GATEWAY_MAX_PIXELS
 ) -> None:
-    """The gateway's own ceilings, applied before any provider looks at the image."""
+    """The gateway's own ceilings, applied before any provider looks at the image.
+    Animated images are refused: every provider takes one still frame, and silently
+    answering with the first frame alone would lose the rest."""
+    if info.animated:
+        raise ValidationFailed(
+            f"image is an animated {info.format}; the gateway accepts still images only",
+            errors=[FieldError(("image",), "animated image", "gateway: image must be still")],
+        )
     if max_bytes is not None and info.size > max_bytes:
         raise PayloadTooLarge(f"image is {info.size} bytes; the limit is {max_bytes}")
     if info.pixels > max_pixels:

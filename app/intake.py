@@ -80,7 +80,7 @@ def _split_image(body: bytes) -> tuple[dict[str, Any], int, int] | None:
         return None
     try:
         fields = json.loads(body[:quote] + b"null" + body[end + 1 :])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(fields, dict) or "image" not in fields or fields.pop("image") is not None:
         return None
@@ -106,6 +106,8 @@ def parse_params(model: type[ParamsT], fields: dict[str, Any]) -> ParamsT:
         return model.model_validate(fields)
     except ValidationError as exc:
         raise _params_error(exc) from None
+    except RecursionError:
+        raise _too_deep("the body") from None
 
 
 def _params_error(exc: ValidationError) -> GatewayError:
@@ -145,9 +147,18 @@ def _parse_object(body: bytes) -> dict[str, Any]:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep("the body") from None
     if not isinstance(parsed, dict):
         raise InvalidRequest("the body must be a JSON object")
     return parsed
+
+
+def _too_deep(what: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{what} nests JSON arrays or objects too deeply",
+        errors=[FieldError(("body",), "JSON nested too deeply")],
+    )
 
 
 def _image_from_json(value: Any) -> tuple[bytes, str]:
@@ -202,6 +213,8 @@ def _form_value(key: str, value: UploadFile | str) -> Any:
     if key in _JSON_PARTS:
         try:
             return json.loads(value)
+        except RecursionError:
+            raise _too_deep(f"part {key!r}") from None
         except ValueError:
             raise InvalidRequest(
                 f"part {key!r} must be a JSON object", errors=[FieldError((key,), "invalid JSON")]

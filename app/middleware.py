@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,7 +44,12 @@ OPERATIONS = {"/v1/upscale": "upscale", "/v1/generate": "generate"}
 _ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Retry-After for a 429/503 whose cause named no time of its own.
 DEFAULT_RETRY_AFTER_S = 1
+#: No answer tells a caller to wait longer than this (a vendor may say ``inf``).
+MAX_RETRY_AFTER_S = 3600
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+#: nginx's status for "the client closed the connection before the answer": recorded in
+#: logs and metrics, never sent (nobody is left to read it), and not a server error.
+CLIENT_CLOSED = 499
 
 
 def to_gateway_error(exc: Exception) -> GatewayError:
@@ -80,7 +85,8 @@ def problem_response_parts(
     if retry_after is None and error.status in (429, 503):
         retry_after = DEFAULT_RETRY_AFTER_S  # DESIGN §1: 429 and 503 always say when to retry
     if retry_after is not None:
-        headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        seconds = max(1, math.ceil(min(retry_after, MAX_RETRY_AFTER_S)))
+        headers.append((b"retry-after", str(seconds).encode()))
     return error.status, headers, body
 
 
@@ -146,6 +152,12 @@ class GatewayMiddleware:
                 await self.app(scope, receive, send)
             else:
                 await self._serve_operation(scope, receive, send, operation, state)
+        except ClientDisconnect:
+            # The server may have cut the body itself (app.server_limits: too slow) and
+            # answered for it; otherwise the client left.
+            status, code = state.get("server_answer", (CLIENT_CLOSED, "client_closed_request"))
+            response.setdefault("status", status)
+            state["code"] = code
         except Exception as exc:
             if "status" in response:
                 raise  # the response has started; all we can do is drop the connection

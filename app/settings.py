@@ -101,6 +101,11 @@ class LocalSettings(BaseModel):
     max_concurrency: int = Field(default=2, ge=1, le=64)
     #: How long a request may wait for a free slot before it gets 503.
     queue_timeout_s: float = Field(default=5.0, ge=0)
+    #: Memory that local jobs may hold at once, by their estimated peak (pixels x bytes
+    #: per pixel x copies). Size the container from it: docs/deploy.md "Memory sizing".
+    memory_budget_mb: int = Field(default=640, ge=16)
+    #: Largest encoded answer one local job may build (the JSON answer is 4/3 of it).
+    max_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
 
 class RoutingSettings(BaseModel):

@@ -31,3 +31,25 @@ GIF = (
 BMP = b"BM" + b"\x00" * 60
 TIFF = b"II*\x00" + b"\x00" * 60
 TEXT = b"this is not an image, even though it is called cat.png\n"
+
+
+def animated(fmt: str) -> bytes:
+    """A two-frame animation (APNG for "PNG", animated WebP for "WEBP")."""
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def zip_archive() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("payload.txt", "not an image")
+    return buffer.getvalue()

@@ -115,3 +115,29 @@ def test_base64_header_sniff_of_non_images() -> None:
     big_exif = encoded("JPEG", size=(50, 40), exif=b"Exif\x00\x00" + b"\x00" * 60000)
     info = images.sniff_base64_header(base64.b64encode(big_exif).decode(), chars=1024)
     assert info is not None and (info.format, info.width) == ("jpeg", 0)  # size lies further
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_animated_images_are_refused_from_the_header(fmt: str) -> None:
+    from tests.images_corpus import animated
+
+    info = images.sniff(animated(fmt))
+    assert info.animated
+    with pytest.raises(ValidationFailed, match="animated") as caught:
+        images.guard(info)
+    assert caught.value.errors[0].limit == "gateway: image must be still"
+    assert not images.sniff(encoded(fmt)).animated
+
+
+def test_a_png_zip_polyglot_is_named_as_such() -> None:
+    from tests.images_corpus import zip_archive
+
+    data = encoded("PNG") + zip_archive()
+    extra = len(zip_archive())
+    with pytest.raises(InvalidRequest, match=f"followed by {extra} bytes of other data"):
+        images.sniff(data)
+    text = base64.b64encode(data)
+    with pytest.raises(InvalidRequest, match=f"followed by {extra} bytes of other data"):
+        images.inspect_base64_span(text, 0, len(text))
+    with pytest.raises(InvalidRequest, match="truncated"):
+        images.sniff(encoded("PNG")[:-12])

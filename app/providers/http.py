@@ -4,6 +4,7 @@ turned into timeouts, and transport failures translated once into gateway errors
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,8 +86,14 @@ def parse_json(response: VendorResponse, provider: str) -> Any:
         ) from None
 
 
+#: The longest wait a vendor's ``Retry-After`` may ask of a caller; beyond it (``inf``,
+#: ``1e400``, ``1e12``) the value is clamped, never passed on or overflowed.
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """``Retry-After`` in seconds (delta form; HTTP-date values are ignored)."""
+    """``Retry-After`` in seconds (delta form; HTTP-date values are ignored), at most
+    ``MAX_RETRY_AFTER_S``."""
     value = headers.get("retry-after")
     if value is None:
         return None
@@ -94,4 +101,6 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)

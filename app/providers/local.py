@@ -3,20 +3,22 @@
 It needs no credentials, so a fresh install can upscale at once. Decoding and resampling
 run in worker threads (Pillow releases the GIL while it resamples), at most
 ``IMAGE_GATEWAY_LOCAL__MAX_CONCURRENCY`` at a time; a request that cannot get a slot within
-``queue_timeout_s`` gets 503 instead of queueing without bound.
+``queue_timeout_s`` gets 503 instead of queueing without bound. Each job is also admitted
+by its estimated peak memory against ``IMAGE_GATEWAY_LOCAL__MEMORY_BUDGET_MB``
+(``memory_budget.py``), and pixels are kept faithful on the way (``app/pixels.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 from dataclasses import dataclass
 from typing import ClassVar
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from app import pixels
 from app.errors import FieldError, InvalidRequest, ProviderUnavailable
-from app.images import MIME_TYPES
+from app.images import MIME_TYPES, ImageInfo
 from app.providers.base import (
     CallContext,
     GenerateJob,
@@ -28,16 +30,16 @@ from app.providers.base import (
     PreparedCall,
     Provider,
     ProviderResult,
-    UpscaleJob,
     check_input_image,
     check_output,
     check_range,
     target_size,
 )
+from app.providers.memory_budget import MIB, MemoryBudget, lanczos_peak
+from app.schemas import UpscaleParams
 from app.settings import Settings
 
 MODEL = "lanczos"
-_DEFAULT_QUALITY = {"jpeg": 90, "webp": 90}
 
 LIMITS = ModelLimits(
     model=MODEL,
@@ -63,6 +65,7 @@ class LocalCall(PreparedCall):
     height: int = 0
     format: str = "png"
     quality: int | None = None
+    peak_bytes: int = 0
 
 
 class LocalProvider(Provider):
@@ -72,6 +75,7 @@ class LocalProvider(Provider):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings.local
         self._slots = asyncio.Semaphore(self._settings.max_concurrency)
+        self._budget = MemoryBudget(self.id, self._settings.memory_budget_mb * MIB)
 
     def default_model(self, operation: Operation) -> str:
         return MODEL
@@ -92,13 +96,13 @@ class LocalProvider(Provider):
             )
         limits = self.limits_for(job.params.model or MODEL, Operation.UPSCALE)
         self.parse_options(job.params.options)
-        errors = self._check(job, limits)
+        info = _upright(job.image.info, pixels.orientation(job.image.data))
+        errors = self._check(job.params, info, limits)
         if errors:
             raise self.refuse(errors)
-        width, height, _ = target_size(job.params, job.image.info)
+        width, height, _ = target_size(job.params, info)
         out = job.params.output
         fmt = (out.format if out else None) or job.image.info.format
-        quality = out.quality if out else None
         return LocalCall(
             self.id,
             Operation.UPSCALE,
@@ -107,11 +111,16 @@ class LocalProvider(Provider):
             width=width,
             height=height,
             format=fmt,
-            quality=quality,
+            quality=out.quality if out else None,
+            peak_bytes=self._peak(info, width, height),
         )
 
-    def _check(self, job: UpscaleJob, limits: ModelLimits) -> list[FieldError]:
-        info, params = job.image.info, job.params
+    def _peak(self, info: ImageInfo, width: int, height: int) -> int:
+        return lanczos_peak(info.width, info.height, width, height, self._settings.max_answer_bytes)
+
+    def _check(
+        self, params: UpscaleParams, info: ImageInfo, limits: ModelLimits
+    ) -> list[FieldError]:
         errors = check_input_image(self.id, limits, info)
         out = params.output
         errors += check_output(
@@ -136,11 +145,28 @@ class LocalProvider(Provider):
                     f"local: output must be <= {limits.max_output_pixels} px",
                 )
             )
+        elif over_budget := self._budget.check(self._peak(info, width, height), (loc,)):
+            errors.append(over_budget)
         return errors
 
     async def execute(self, call: PreparedCall, ctx: CallContext) -> ProviderResult:
         assert isinstance(call, LocalCall)
         wait = min(self._settings.queue_timeout_s, max(ctx.deadline.remaining(), 0))
+        async with self._budget.reserve(call.peak_bytes, wait):
+            await self._take_slot(wait)
+            try:
+                encoded = await asyncio.to_thread(_upscale, call, self._settings.max_answer_bytes)
+            finally:
+                self._slots.release()
+        image = OutputImage(
+            mime_type=MIME_TYPES[call.format],
+            width=encoded.width,
+            height=encoded.height,
+            data=encoded.data,
+        )
+        return ProviderResult(images=[image], model=MODEL, warnings=list(call.warnings))
+
+    async def _take_slot(self, wait: float) -> None:
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=wait)
         except TimeoutError:
@@ -150,39 +176,28 @@ class LocalProvider(Provider):
                 retry_after=1,
                 reason="saturated",
             ) from None
-        try:
-            data = await asyncio.to_thread(_upscale, call)
-        finally:
-            self._slots.release()
-        image = OutputImage(
-            mime_type=MIME_TYPES[call.format], width=call.width, height=call.height, data=data
-        )
-        return ProviderResult(images=[image], model=MODEL, warnings=list(call.warnings))
 
 
-def _upscale(call: LocalCall) -> bytes:
-    """Decode, resample with Lanczos, encode. Runs in a worker thread."""
+def _upright(info: ImageInfo, orientation: int) -> ImageInfo:
+    width, height = pixels.upright_size(info.width, info.height, orientation)
+    return ImageInfo(info.format, width, height, info.size, info.animated)
+
+
+def _upscale(call: LocalCall, max_answer: int) -> pixels.Encoded:
+    """Decode (orientation applied), convert for the output, resample with Lanczos,
+    encode with the ICC profile kept. Runs in a worker thread; each copy is dropped as soon
+    as the next exists, so the peak stays within the estimate the budget admitted."""
+    image = pixels.decode_upright(call.data)
+    image = pixels.for_output(image, call.format)
+    info = image.info
     try:
-        with Image.open(io.BytesIO(call.data)) as source:
-            source.load()
-            image = _normalize_mode(source, call.format)
-            resized = image.resize((call.width, call.height), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        resized = image.resize((call.width, call.height), Image.Resampling.LANCZOS)
+    except pixels.DECODE_ERRORS as exc:
         raise InvalidRequest(
-            f"the image could not be decoded: {type(exc).__name__}",
+            f"the image could not be resampled: {type(exc).__name__}",
             errors=[FieldError(("image",), "undecodable image")],
         ) from None
-    buffer = io.BytesIO()
-    quality = call.quality if call.quality is not None else _DEFAULT_QUALITY.get(call.format)
-    kwargs = {"quality": quality} if quality is not None and call.format != "png" else {}
-    resized.save(buffer, format=call.format.upper(), **kwargs)
-    return buffer.getvalue()
-
-
-def _normalize_mode(image: Image.Image, fmt: str) -> Image.Image:
-    """Resample in a mode the output format can store (JPEG has no alpha, palettes blur)."""
-    if fmt == "jpeg":
-        return image.convert("RGB") if image.mode != "RGB" else image
-    if image.mode in ("P", "PA", "1", "I;16", "I", "F"):
-        return image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    return image
+    del image
+    resized.info = info
+    data = pixels.encode(resized, call.format, call.quality, max_answer)
+    return pixels.Encoded(data, resized.width, resized.height)
