@@ -39,13 +39,20 @@ _JSON_PARTS = frozenset({"options", "output"})
 
 async def read_upscale(request: Request) -> UpscaleJob:
     if _is_multipart(request):
-        fields, data, b64 = await _read_multipart(request)
-        image = InputImage(data, images.sniff(data), b64)
+        fields, data, b64 = await read_multipart(request)
+        image = uploaded_image(data, b64)
     else:
         fields, image = _upscale_json(await _read_json_body(request))
-    images.guard(image.info)
+        images.guard(image.info)
     params = parse_params(UpscaleParams, fields)
     return UpscaleJob(params=params, image=image)
+
+
+def uploaded_image(data: bytes, b64: str | None) -> InputImage:
+    """An uploaded image, sniffed and checked against the gateway's ceilings."""
+    image = InputImage(data, images.sniff(data), b64)
+    images.guard(image.info)
+    return image
 
 
 def _upscale_json(body: bytes) -> tuple[dict[str, Any], InputImage]:
@@ -95,9 +102,9 @@ def _skip_space(body: bytes, pos: int) -> int:
 
 async def read_generate(request: Request) -> GenerateJob:
     if _is_multipart(request):
-        fields, _, _ = await _read_multipart(request, image_allowed=False)
+        fields, _, _ = await read_multipart(request, image_allowed=False)
     else:
-        fields = await _read_json(request)
+        fields = await read_json(request)
     return GenerateJob(params=parse_params(GenerateParams, fields))
 
 
@@ -126,7 +133,7 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def _read_json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request) -> dict[str, Any]:
     return _parse_object(await _read_json_body(request))
 
 
@@ -172,7 +179,7 @@ def _image_from_json(value: Any) -> tuple[bytes, str]:
     return images.decode_base64_image(value)
 
 
-async def _read_multipart(
+async def read_multipart(
     request: Request, image_allowed: bool = True
 ) -> tuple[dict[str, Any], bytes, str | None]:
     try:

@@ -15,11 +15,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app import __version__, lifecycle, metrics
-from app.api import operational, operations
+from app.api import openai, operational, operations
 from app.errors import GatewayError
 from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
 from app.providers.registry import build_providers
@@ -62,8 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = GatewayService(settings, Router(settings, providers))
     app.include_router(operations.router)
     app.include_router(operational.router)
+    app.include_router(openai.router)
     _install_error_handler(app)
-    endpoints = {"/v1/upscale": operations.upscale, "/v1/generate": operations.generate}
+    endpoints = {
+        "/v1/upscale": operations.upscale,
+        "/v1/generate": operations.generate,
+        "/v1/images/upscale": openai.upscale_image,
+        "/v1/images/generations": openai.create_image,
+    }
     app.add_middleware(
         GatewayMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -89,7 +96,7 @@ def problem_response(request: Request, error: GatewayError) -> Response:
     request.state.code = error.code
     if error.provider and not getattr(request.state, "provider", None):
         request.state.provider = error.provider
-    status, headers, body = problem_response_parts(error, request_id)
+    status, headers, body = problem_response_parts(error, request_id, request.scope["path"])
     response = Response(content=body, status_code=status)
     response.raw_headers = headers
     labels = getattr(request.state, "attempt_labels", "")
@@ -107,7 +114,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = spec.setdefault("components", {}).setdefault("schemas", {})
-    for model in (UpscaleRequest, UpscaleForm, GenerateParams, GenerateForm, Problem):
+    models: list[type[BaseModel]] = [UpscaleRequest, UpscaleForm, GenerateParams, GenerateForm]
+    models += [Problem, *openai.SCHEMAS]
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema

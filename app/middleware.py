@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
+from app.api.openai_errors import is_openai_path, openai_error, should_retry
 from app.errors import (
     FieldError,
     GatewayError,
@@ -39,7 +40,12 @@ from app.lifecycle import Lifecycle
 
 log = logging.getLogger("image_gateway.access")
 
-OPERATIONS = {"/v1/upscale": "upscale", "/v1/generate": "generate"}
+OPERATIONS = {
+    "/v1/upscale": "upscale",
+    "/v1/generate": "generate",
+    "/v1/images/upscale": "upscale",
+    "/v1/images/generations": "generate",
+}
 #: Paths that keep answering while the process drains (probes and scrapes).
 _ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Retry-After for a 429/503 whose cause named no time of its own.
@@ -72,22 +78,29 @@ def to_gateway_error(exc: Exception) -> GatewayError:
 
 
 def problem_response_parts(
-    error: GatewayError, request_id: str
+    error: GatewayError, request_id: str, path: str = ""
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of the problem+json answer for ``error``. The app's one
-    exception handler and this middleware's early refusals both use it."""
-    body = json.dumps(problem_body(error, request_id)).encode()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    """Status, headers and body of the error answer for ``error``: problem+json, or on the
+    OpenAI-compatible routes OpenAI's error shape. The app's one exception handler and this
+    middleware's early refusals both use it."""
+    if is_openai_path(path):
+        status, document = openai_error(error)
+        body = json.dumps(document).encode()
+        headers = [(b"content-type", b"application/json")]
+        retry = should_retry(error)
+        if retry is not None:
+            headers.append((b"x-should-retry", retry))
+    else:
+        status, body = error.status, json.dumps(problem_body(error, request_id)).encode()
+        headers = [(b"content-type", b"application/problem+json")]
+    headers.append((b"content-length", str(len(body)).encode()))
     retry_after = error.retry_after
     if retry_after is None and error.status in (429, 503):
         retry_after = DEFAULT_RETRY_AFTER_S  # DESIGN §1: 429 and 503 always say when to retry
     if retry_after is not None:
         seconds = max(1, math.ceil(min(retry_after, MAX_RETRY_AFTER_S)))
         headers.append((b"retry-after", str(seconds).encode()))
-    return error.status, headers, body
+    return status, headers, body
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -132,7 +145,7 @@ class GatewayMiddleware:
         send_wrapper = self._send_wrapper(send, state, request_id, started, response)
         if early is not None:
             state["code"] = early.code
-            await _send_problem(send_wrapper, early, request_id)
+            await _send_problem(send_wrapper, early, request_id, path)
         else:
             await self._serve_guarded(scope, receive, send_wrapper, operation, state, response)
         self._observe(operation, state, response.get("status", 500), started, path)
@@ -163,7 +176,7 @@ class GatewayMiddleware:
                 raise  # the response has started; all we can do is drop the connection
             error = to_gateway_error(exc)
             state["code"] = error.code
-            await _send_problem(send, error, state["request_id"])
+            await _send_problem(send, error, state["request_id"], scope["path"])
 
     async def _serve_operation(
         self, scope: Scope, receive: Receive, send: Send, operation: str, state: dict[str, Any]
@@ -276,6 +289,8 @@ def _log_access(
         "upstream_ms": round(float(upstream) * 1000, 2),
         "attempts": state.get("attempts", 0),
     }
+    if state.get("user"):  # the OpenAI routes' end-user id, for abuse tracing
+        record["user"] = state["user"]
     log.info(json.dumps(record))
 
 
@@ -301,7 +316,7 @@ def _server_timing(state: dict[str, Any], started: float) -> bytes:
     return ", ".join(parts).encode()
 
 
-async def _send_problem(send: Send, error: GatewayError, request_id: str) -> None:
-    status, headers, body = problem_response_parts(error, request_id)
+async def _send_problem(send: Send, error: GatewayError, request_id: str, path: str) -> None:
+    status, headers, body = problem_response_parts(error, request_id, path)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

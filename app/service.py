@@ -30,10 +30,18 @@ class GatewayService:
     async def serve(self, request: Request, job: Job) -> Response:
         started = time.perf_counter()
         wants = negotiate(request.headers.get("accept"), job)
+        outcome = await self.run(request, job, wants_bytes=wants is not None)
+        headers = result_headers(outcome, request.state.attempt_labels)
+        if wants is not None:
+            return _image_response(outcome, headers)
+        return _json_response(outcome, headers, started)
+
+    async def run(self, request: Request, job: Job, wants_bytes: bool = False) -> Outcome:
+        """Route ``job`` within the request's deadline; what happened goes on request.state."""
         ctx = CallContext(
             request_id=request.state.request_id,
             deadline=Deadline(self._timeout(request)),
-            wants_bytes=wants is not None,
+            wants_bytes=wants_bytes,
             on_vendor_headers=metrics.record_vendor_headers,
         )
         if isinstance(job, UpscaleJob):
@@ -44,10 +52,7 @@ class GatewayService:
         finally:
             _record_attempts(state, ctx)
         state.provider, state.model = outcome.provider, outcome.result.model
-        headers = _result_headers(outcome, state.attempt_labels)
-        if wants is not None:
-            return _image_response(outcome, headers)
-        return _json_response(outcome, headers, started)
+        return outcome
 
     def _timeout(self, request: Request) -> float:
         """The configured deadline, lowered (never raised) by ``X-Request-Timeout`` seconds."""
@@ -130,7 +135,7 @@ def _q_value(params: str) -> float:
     return 1.0
 
 
-def _result_headers(outcome: Outcome, attempt_labels: str) -> dict[str, str]:
+def result_headers(outcome: Outcome, attempt_labels: str) -> dict[str, str]:
     return {
         "x-image-gateway-provider": outcome.provider,
         "x-image-gateway-model": outcome.result.model,

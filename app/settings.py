@@ -9,6 +9,7 @@ start-up with a message that names the variable, never at the first request.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -169,6 +170,44 @@ class StateSettings(BaseModel):
         return value or None
 
 
+def _parse_aliases(value: Any) -> Any:
+    """``name=target`` pairs, comma-separated (or a JSON object), into a dict."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    pairs = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise ValueError(f"expected name=target pairs, got {bad}")
+    return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+
+
+class OpenAISettings(BaseModel):
+    """The OpenAI-compatible routes (``/v1/images/...``, ``/v1/models``)."""
+
+    #: Model names callers may send (e.g. ``gpt-image-1``) mapped to a gateway model,
+    #: ``model`` or ``provider/model``: ``gpt-image-1=venice/venice-sd35,dall-e-3=...``.
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _parse_aliases(value)
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _well_formed(cls, value: dict[str, str]) -> dict[str, str]:
+        empty = [k for k, v in value.items() if not k.strip() or not v.strip()]
+        if empty:
+            raise ValueError(f"alias names and targets must not be empty: {empty}")
+        looping = [k for k, v in value.items() if v in value]
+        if looping:
+            raise ValueError(f"an alias must name a gateway model, not another alias: {looping}")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IMAGE_GATEWAY_",
@@ -199,6 +238,7 @@ class Settings(BaseSettings):
     deepimage: DeepImageSettings = Field(default_factory=DeepImageSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
 
     def enabled_providers(self) -> list[str]:
         enabled = {

@@ -95,6 +95,9 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         ({"IMAGE_GATEWAY_PORT": "http"}, "port"),
         ({"IMAGE_GATEWAY_VENICE__UPSCALE_SCHEMA": "2024"}, "upscale_schema"),
         ({"IMAGE_GATEWAY_DEEPIMAGE__API_KEY_FILE": "/nonexistent/key"}, "cannot read secret file"),
+        ({"IMAGE_GATEWAY_OPENAI__MODEL_ALIASES": "gpt-image-1"}, "name=target"),
+        ({"IMAGE_GATEWAY_OPENAI__MODEL_ALIASES": "a=,b=x"}, "must not be empty"),
+        ({"IMAGE_GATEWAY_OPENAI__MODEL_ALIASES": "a=b,b=venice-sd35"}, "not another alias"),
     ],
 )
 def test_impossible_config_fails_at_start(
@@ -102,3 +105,20 @@ def test_impossible_config_fails_at_start(
 ) -> None:
     with pytest.raises(ValidationError, match=names):
         from_env(monkeypatch, tmp_path, **env)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "gpt-image-1=venice/venice-sd35, dall-e-3 = imagen-3.0-generate-002",
+        '{"gpt-image-1": "venice/venice-sd35", "dall-e-3": "imagen-3.0-generate-002"}',
+    ],
+)
+def test_openai_model_aliases_as_pairs_or_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    settings = from_env(monkeypatch, tmp_path, IMAGE_GATEWAY_OPENAI__MODEL_ALIASES=value)
+    assert settings.openai.model_aliases == {
+        "gpt-image-1": "venice/venice-sd35",
+        "dall-e-3": "imagen-3.0-generate-002",
+    }

@@ -1,0 +1,209 @@
+"""The OpenAI-compatible routes: any OpenAI SDK is a client with only its base URL changed.
+
+``POST /v1/images/generations`` and ``POST /v1/images/upscale`` map onto the normalized
+generate and upscale (same routing, validation, fallbacks and metrics); ``GET /v1/models``
+lists the models the gateway serves. Errors leave in OpenAI's shape (``openai_errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from app import intake
+from app.api import openai_mapping as mapping
+from app.api.openai_errors import ModelNotFound
+from app.api.openai_models import ModelIndex, ServedModel
+from app.errors import FieldError, GatewayError
+from app.providers.base import Job, Operation
+from app.service import result_headers
+
+router = APIRouter(tags=["openai"])
+
+
+class ImageData(BaseModel):
+    b64_json: str = Field(description="The image, base64.")
+
+
+class ImagesResponse(BaseModel):
+    """OpenAI's ImagesResponse."""
+
+    created: int = Field(description="Unix time (seconds) of the answer.")
+    data: list[ImageData]
+    output_format: str | None = Field(default=None, description="png, jpeg or webp.")
+    size: str | None = Field(default=None, description="WIDTHxHEIGHT of every image.")
+
+
+class ModelObject(BaseModel):
+    id: str = Field(description="The name to send as `model`.")
+    object: str = Field(default="model", description="Always `model`.")
+    created: int = Field(description="Unknown to the gateway: 0.")
+    owned_by: str = Field(description="The provider that serves it.")
+    operations: list[str] = Field(description="Gateway extension: `generate`, `upscale`.")
+
+
+class ModelList(BaseModel):
+    object: str = Field(default="list", description="Always `list`.")
+    data: list[ModelObject]
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, requests (429) or server_error.")
+    param: str | None = Field(description="The request field at fault, when there is one.")
+    code: str | None = Field(description="e.g. unknown_parameter, invalid_value, model_not_found.")
+
+
+class OpenAIErrorResponse(BaseModel):
+    """The error shape of the OpenAI-compatible routes."""
+
+    error: OpenAIError
+
+
+SCHEMAS: tuple[type[BaseModel], ...] = (
+    mapping.ImagesGenerateRequest,
+    mapping.ImagesUpscaleForm,
+    ImagesResponse,
+    ModelList,
+    OpenAIErrorResponse,
+)
+
+_ERROR = {
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/OpenAIErrorResponse"}}
+    }
+}
+_RESULT_HEADERS = {
+    "X-Request-ID": {
+        "description": "This request's id (yours, when you sent one).",
+        "schema": {"type": "string"},
+    },
+    "X-Image-Gateway-Provider": {
+        "description": "The provider that served it.",
+        "schema": {"type": "string"},
+    },
+    "X-Image-Gateway-Model": {
+        "description": "The vendor model that served it.",
+        "schema": {"type": "string"},
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "A parameter is invalid, or the chosen model cannot honour it "
+        "(`param` names it)",
+        **_ERROR,
+    },
+    404: {"description": "Unknown model", **_ERROR},
+    413: {"description": "Body over IMAGE_GATEWAY_MAX_BODY_BYTES", **_ERROR},
+    429: {"description": "Rate limited by the vendor (Retry-After set)", **_ERROR},
+    502: {"description": "The vendor failed or answered nonsense", **_ERROR},
+    503: {"description": "No provider can serve it now (Retry-After set)", **_ERROR},
+    504: {"description": "The vendor did not answer within the deadline", **_ERROR},
+}
+
+
+def _responses(description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "headers": _RESULT_HEADERS}, **_ERRORS}
+
+
+def _body(schema: str, media_type: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": ref}}}}
+
+
+def _index(request: Request) -> ModelIndex:
+    service = request.app.state.service
+    routing = service.settings.routing
+    order = {Operation.GENERATE: routing.generate, Operation.UPSCALE: routing.upscale}
+    return ModelIndex(service.router.providers, service.settings.openai.model_aliases, order)
+
+
+@router.post(
+    "/v1/images/generations",
+    operation_id="openaiCreateImage",
+    summary="Generate images (OpenAI's images API)",
+    response_model=ImagesResponse,
+    responses=_responses("The images, base64 (`b64_json`)"),
+    openapi_extra=_body("ImagesGenerateRequest", "application/json"),
+)
+async def create_image(request: Request) -> Response:
+    """OpenAI's `images.generate`, mapped onto POST /v1/generate: every field is honoured or
+    refused (400 naming it)."""
+    body = mapping.parse_request(mapping.ImagesGenerateRequest, await intake.read_json(request))
+    index = _index(request)
+    if body.model is not None:
+        await index.refresh()
+    job = mapping.generate_job(body, index)
+    return await _serve(request, job, body.end_user())
+
+
+@router.post(
+    "/v1/images/upscale",
+    operation_id="openaiUpscaleImage",
+    summary="Upscale an image (OpenAI-style multipart)",
+    response_model=ImagesResponse,
+    responses=_responses("The upscaled image, base64 (`b64_json`)"),
+    openapi_extra=_body("ImagesUpscaleForm", "multipart/form-data"),
+)
+async def upscale_image(request: Request) -> Response:
+    """Multipart `image` plus `scale` or `size`, mapped onto POST /v1/upscale."""
+    fields, data, b64 = await intake.read_multipart(request)
+    try:
+        image = intake.uploaded_image(data, b64)
+    except GatewayError as exc:  # the bytes are at fault: say which field
+        exc.errors = exc.errors or [FieldError(("image",), exc.detail)]
+        raise
+    body = mapping.parse_request(mapping.ImagesUpscaleParams, fields)
+    index = _index(request)
+    if body.model is not None:
+        await index.refresh()
+    job = mapping.upscale_job(body, image, index)
+    return await _serve(request, job, body.end_user())
+
+
+async def _serve(request: Request, job: Job, user: str | None) -> Response:
+    if user is not None:
+        request.state.user = user
+    outcome = await request.app.state.service.run(request, job)
+    headers = result_headers(outcome, request.state.attempt_labels)
+    return mapping.images_response(outcome, headers)
+
+
+@router.get(
+    "/v1/models",
+    operation_id="openaiListModels",
+    summary="List the models (OpenAI's models API)",
+    response_model=ModelList,
+    responses={500: {"description": "Unexpected error", **_ERROR}},
+)
+async def list_models(request: Request) -> ModelList:
+    """Every image model of the enabled providers (`owned_by` = provider), then every
+    configured alias whose target is served."""
+    index = _index(request)
+    await index.refresh()
+    return ModelList(data=[_model(name, entry) for name, entry in index.listing()])
+
+
+@router.get(
+    "/v1/models/{model:path}",
+    operation_id="openaiRetrieveModel",
+    summary="One model (OpenAI's models API)",
+    response_model=ModelObject,
+    responses={404: {"description": "Unknown model", **_ERROR}},
+)
+async def retrieve_model(request: Request, model: str) -> ModelObject:
+    """One entry of GET /v1/models."""
+    index = _index(request)
+    await index.refresh()
+    found = index.find(model)
+    if found is not None:
+        return _model(*found)
+    raise ModelNotFound(f"the model {model!r} does not exist or is not served here")
+
+
+def _model(name: str, entry: ServedModel) -> ModelObject:
+    ops = [op.value for op in entry.operations]
+    return ModelObject(id=name, created=0, owned_by=entry.provider, operations=ops)
