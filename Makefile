@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite uses: a real Prometheus (promtool too), docker-compose's
-# config checker, wrk for the benchmark, and redis-server for the shared state store.
-APT_PACKAGES := prometheus docker-compose wrk redis-server
+# config checker, wrk for the benchmark, and redis-server for the shared state store; the
+# Real-ESRGAN extra's libraries (libvulkan1, libomp5-14) and Mesa's software Vulkan device
+# (mesa-vulkan-drivers), which the GPU check must refuse.
+APT_PACKAGES := prometheus docker-compose wrk redis-server libvulkan1 libomp5-14 mesa-vulkan-drivers
 LINT_PATHS := $(wildcard app tests bench scripts deploy)
 
 .PHONY: run test lint typecheck unit install install-dev system-deps openapi bench clean

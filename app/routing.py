@@ -247,8 +247,9 @@ class Router:
 
     async def _prepare(self, provider: Provider, job: Job, walk: _Walk) -> PreparedCall | None:
         await provider.refresh_catalog()
+        fallback = bool(walk.attempts or walk.refusals or walk.unavailable)
         try:
-            return provider.prepare(job)
+            return provider.prepare_fallback(job) if fallback else provider.prepare(job)
         except ValidationFailed as exc:
             metrics.VALIDATION_FAILURES.labels(provider=provider.id, operation=job.operation).inc()
             if walk.alone:

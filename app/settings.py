@@ -19,6 +19,10 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 PROVIDER_IDS = ("vertex", "venice", "deepimage", "local")
 
 ProviderList = Annotated[list[str], NoDecode]
+#: The ``local`` provider's models (app/esrgan/models.py has the Real-ESRGAN ones' limits).
+LocalModelName = Literal[
+    "lanczos", "realesr-animevideov3", "realesrgan-x4plus", "realesrgan-x4plus-anime"
+]
 
 
 def _read_secret_file(path: Path | None, current: SecretStr | None) -> SecretStr | None:
@@ -107,6 +111,15 @@ class LocalSettings(BaseModel):
     memory_budget_mb: int = Field(default=640, ge=16)
     #: Largest encoded answer one local job may build (the JSON answer is 4/3 of it).
     max_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Real-ESRGAN (the ``esrgan`` extra): a Vulkan device index for the models; unset runs
+    #: them on the CPU. A software device (lavapipe) is refused at start-up.
+    gpu: int | None = Field(default=None, ge=0)
+    #: Address-space cap of each Real-ESRGAN worker process (0: none). realesrgan-x4plus
+    #: needs ~1.3 GB; a job that would grow past the cap fails alone with 503.
+    worker_memory_mb: int = Field(default=3072, ge=0)
+    #: When ``local`` serves an upscale as a fallback (another provider failed or refused
+    #: first), run this model instead of Lanczos, with a warning. Unset: Lanczos.
+    fallback_model: LocalModelName | None = None
 
 
 class RoutingSettings(BaseModel):

@@ -323,6 +323,11 @@ class Provider(ABC):
     def prepare(self, job: Job) -> PreparedCall:
         """Validate ``job`` against this provider's limits and build the vendor request."""
 
+    def prepare_fallback(self, job: Job) -> PreparedCall:
+        """``prepare`` for a job that another provider failed or refused first (routing
+        calls this instead); a provider may serve fallbacks differently."""
+        return self.prepare(job)
+
     @abstractmethod
     async def execute(self, call: PreparedCall, ctx: CallContext) -> ProviderResult:
         """Send ``call`` and map the vendor's answer, within ``ctx.deadline``."""

@@ -29,12 +29,15 @@ from app.providers.base import (
     OutputImage,
     PreparedCall,
     Provider,
+    ProviderCatalog,
     ProviderResult,
+    UpscaleJob,
     check_input_image,
     check_output,
     check_range,
     target_size,
 )
+from app.providers.local_esrgan import EsrganCall, LocalAI
 from app.providers.memory_budget import MIB, MemoryBudget, lanczos_peak
 from app.schemas import UpscaleParams
 from app.settings import Settings
@@ -76,12 +79,30 @@ class LocalProvider(Provider):
         self._settings = settings.local
         self._slots = asyncio.Semaphore(self._settings.max_concurrency)
         self._budget = MemoryBudget(self.id, self._settings.memory_budget_mb * MIB)
+        #: Real-ESRGAN models (the optional extra), sharing the slots and the budget.
+        self.ai = LocalAI(self._settings, self._budget)
 
     def default_model(self, operation: Operation) -> str:
         return MODEL
 
     def model_limits(self) -> list[ModelLimits]:
-        return [LIMITS]
+        return [LIMITS, *self.ai.limits()]
+
+    def catalog(self, enabled: bool = True) -> ProviderCatalog:
+        entry = super().catalog(enabled)
+        entry.notes = [*entry.notes, *self.ai.notes()]
+        return entry
+
+    async def start(self) -> None:
+        self.ai.start()
+
+    async def aclose(self) -> None:
+        await self.ai.aclose()
+
+    def prepare_fallback(self, job: Job) -> PreparedCall:
+        if isinstance(job, UpscaleJob) and job.params.model is None:
+            return self.ai.prepare_fallback(job, self.prepare)
+        return self.prepare(job)
 
     def prepare(self, job: Job) -> PreparedCall:
         if isinstance(job, GenerateJob):
@@ -94,6 +115,8 @@ class LocalProvider(Provider):
                     )
                 ]
             )
+        if self.ai.handles(job.params.model or MODEL):
+            return self.ai.prepare(job, job.params.model or MODEL)
         limits = self.limits_for(job.params.model or MODEL, Operation.UPSCALE)
         self.parse_options(job.params.options)
         info = _upright(job.image.info, pixels.orientation(job.image.data))
@@ -150,11 +173,13 @@ class LocalProvider(Provider):
         return errors
 
     async def execute(self, call: PreparedCall, ctx: CallContext) -> ProviderResult:
-        assert isinstance(call, LocalCall)
+        assert isinstance(call, LocalCall | EsrganCall)
         wait = min(self._settings.queue_timeout_s, max(ctx.deadline.remaining(), 0))
         async with self._budget.reserve(call.peak_bytes, wait):
             await self._take_slot(wait)
             try:
+                if isinstance(call, EsrganCall):
+                    return await self.ai.execute(call, ctx)
                 encoded = await asyncio.to_thread(_upscale, call, self._settings.max_answer_bytes)
             finally:
                 self._slots.release()
