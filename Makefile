@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := prometheus docker-compose wrk redis-server libvulkan1 libomp5-14 mesa-vulkan-drivers
 LINT_PATHS := $(wildcard app tests bench scripts deploy)
 
-.PHONY: run test lint typecheck unit install install-dev system-deps openapi bench clean
+.PHONY: run test lint typecheck unit install install-dev system-deps openapi prices-doc bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -51,6 +51,9 @@ test: system-deps install-dev
 
 openapi: install
 	$(BIN)/python scripts/export_openapi.py
+
+prices-doc: install
+	$(BIN)/python scripts/render_prices.py
 
 bench: system-deps install-dev
 	$(BIN)/python bench/run.py

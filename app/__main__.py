@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 from app.server import serve
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["keys"]:  # image-gateway keys create|list|revoke
+        from app.callers.cli import main as keys_main
+        from app.settings import Settings
+
+        sys.exit(keys_main(sys.argv[2:], Settings().callers.keys_file))
     serve()
 
 

@@ -51,6 +51,9 @@ class GatewayError(Exception):
         self.retryable = self.default_retryable if retryable is None else retryable
         #: Bounded label for image_gateway_upstream_errors_total (timeout, connect, ...).
         self.reason = reason
+        #: Extra response headers (``WWW-Authenticate``, ``RateLimit``) and problem members.
+        self.headers: dict[str, str] = {}
+        self.extensions: dict[str, Any] = {}
 
 
 class InvalidRequest(GatewayError):
@@ -67,6 +70,20 @@ class MethodNotAllowed(GatewayError):
 
 class NotAcceptable(GatewayError):
     status, code, title = 406, "not_acceptable", "Not acceptable"
+
+
+class Unauthorized(GatewayError):
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class PaymentRequired(GatewayError):
+    """The caller's key budget would be exceeded by this call (issue 17)."""
+
+    status, code, title = 402, "budget_exceeded", "Budget exceeded"
+
+
+class Forbidden(GatewayError):
+    status, code, title = 403, "forbidden", "Forbidden"
 
 
 class PayloadTooLarge(GatewayError):
@@ -121,4 +138,6 @@ def problem_body(error: GatewayError, request_id: str) -> dict[str, Any]:
         body["provider"] = error.provider
     if error.errors:
         body["errors"] = [e.as_dict() for e in error.errors]
+    for key, value in error.extensions.items():
+        body.setdefault(key, value)
     return body

@@ -21,11 +21,21 @@ from starlette.responses import Response
 
 from app import __version__, lifecycle, metrics
 from app.api import openai, operational, operations
+from app.callers import openapi as callers_openapi
+from app.callers.auth import Callers, warn_if_open
+from app.callers.spend import Spending
 from app.errors import GatewayError
 from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
-from app.providers.registry import build_providers
+from app.providers.registry import build_providers, price_table
 from app.routing import Router
-from app.schemas import GenerateForm, GenerateParams, Problem, UpscaleForm, UpscaleRequest
+from app.schemas import (
+    DryRunResponse,
+    GenerateForm,
+    GenerateParams,
+    Problem,
+    UpscaleForm,
+    UpscaleRequest,
+)
 from app.service import GatewayService
 from app.settings import Settings
 
@@ -60,7 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.lifecycle = life
-    app.state.service = GatewayService(settings, Router(settings, providers))
+    app.state.callers = callers = Callers(settings.callers)
+    spending = Spending(price_table(settings))
+    app.state.service = GatewayService(settings, Router(settings, providers), spending)
+    warn_if_open(settings, callers)
     app.include_router(operations.router)
     app.include_router(operational.router)
     app.include_router(openai.router)
@@ -115,10 +128,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     models: list[type[BaseModel]] = [UpscaleRequest, UpscaleForm, GenerateParams, GenerateForm]
-    models += [Problem, *openai.SCHEMAS]
+    models += [Problem, DryRunResponse, *openai.SCHEMAS]
     for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
+    spec["components"].setdefault("securitySchemes", {}).update(callers_openapi.SCHEMES)
     app.openapi_schema = spec
     return spec

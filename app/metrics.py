@@ -76,6 +76,16 @@ BULKHEAD_REJECTIONS = Counter(
     "Requests refused because a provider had too many calls in flight.",
     ["provider"],
 )
+COST_USD = Counter(
+    "image_gateway_cost_usd",
+    "Vendor spend in USD from the price table, by provider, model, operation and caller key.",
+    ["provider", "model", "operation", "caller"],
+)
+CALLER_REQUESTS = Counter(
+    "image_gateway_caller_requests",
+    "Operation requests by caller key id (operator-defined, so bounded) and HTTP status.",
+    ["caller", "operation", "status_code"],
+)
 INFLIGHT = Gauge(
     "image_gateway_inflight_requests",
     "Requests being served.",

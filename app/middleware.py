@@ -100,6 +100,7 @@ def problem_response_parts(
     if retry_after is not None:
         seconds = max(1, math.ceil(min(retry_after, MAX_RETRY_AFTER_S)))
         headers.append((b"retry-after", str(seconds).encode()))
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
     return status, headers, body
 
 
@@ -261,6 +262,9 @@ class GatewayMiddleware:
             operation=operation, provider=provider, status_code=str(status), code=code
         ).inc()
         metrics.REQUEST_DURATION.labels(operation=operation, provider=provider).observe(total)
+        metrics.CALLER_REQUESTS.labels(
+            caller=state.get("caller", "none"), operation=operation, status_code=str(status)
+        ).inc()
         upstream = state.get("upstream_s", 0.0)
         metrics.OVERHEAD.labels(operation=operation).observe(max(total - upstream, 0.0))
         if self.access_log:
@@ -288,6 +292,8 @@ def _log_access(
         "total_ms": round(float(total) * 1000, 2),
         "upstream_ms": round(float(upstream) * 1000, 2),
         "attempts": state.get("attempts", 0),
+        "caller": state.get("caller"),
+        "cost_usd": state.get("cost_usd"),
     }
     if state.get("user"):  # the OpenAI routes' end-user id, for abuse tracing
         record["user"] = state["user"]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app import metrics
-from app.errors import FieldError, GatewayError, ProviderUnavailable, ValidationFailed
+from app.errors import FieldError, Forbidden, GatewayError, ProviderUnavailable, ValidationFailed
 from app.providers.base import CallContext, Job, PreparedCall, Provider, ProviderResult
 from app.providers.registry import ENABLE_HINTS
 from app.settings import BulkheadSettings, CircuitSettings, RetrySettings, Settings
@@ -207,7 +207,7 @@ class Router:
         return [explicit, *[p for p in order if p != explicit]]
 
     async def run(self, job: Job, ctx: CallContext) -> Outcome:
-        candidates = self.candidates(job)
+        candidates = allowed(self.candidates(job), ctx.allowed_providers, set(self.providers))
         walk = _Walk(attempts=ctx.attempts, alone=len(candidates) == 1)
         for index, pid in enumerate(candidates):
             result = await self._try_provider(pid, job, ctx, walk)
@@ -227,8 +227,12 @@ class Router:
         call = await self._prepare(provider, job, walk)
         if call is None:
             return None
+        if ctx.before_call is not None:
+            await ctx.before_call(call)
         circuit = self.circuits[pid]
-        if not circuit.allow():
+        if ctx.dry_run and circuit.state != OPEN:
+            return ProviderResult(images=[], model=call.model, warnings=list(call.warnings))
+        if ctx.dry_run or not circuit.allow():
             walk.unavailable.append(
                 ProviderUnavailable(
                     f"{pid} is failing; its circuit is open",
@@ -352,6 +356,22 @@ class Router:
         if hints:
             detail += f"; enable one of {', '.join(hints)}"
         return ProviderUnavailable(f"{detail} and list it in {setting}", retry_after=None)
+
+
+def allowed(
+    candidates: list[str], providers: frozenset[str] | None, configured: set[str]
+) -> list[str]:
+    """The candidates a caller's key may use. When the key's scope is what leaves no
+    configured provider, that is a 403, not a 503."""
+    if providers is None or "*" in providers:
+        return candidates
+    kept = [p for p in candidates if p in providers]
+    if configured.intersection(candidates) and not configured.intersection(kept):
+        raise Forbidden(
+            f"this key may use {sorted(providers)}, and none of them can serve this request",
+            reason="scope",
+        )
+    return kept
 
 
 def _reason(exc: GatewayError) -> str:

@@ -125,6 +125,13 @@ class Timing(BaseModel):
     total_ms: float
 
 
+class CostInfo(BaseModel):
+    """What the call cost (or, on a dry run, is estimated to cost), from the price table."""
+
+    usd: float
+    basis: str = Field(description="How the figure was reached: units x price, the price row")
+
+
 class ImageResponse(BaseModel):
     id: str
     provider: str
@@ -132,6 +139,17 @@ class ImageResponse(BaseModel):
     images: list[ImageResult]
     warnings: list[str]
     timing: Timing
+    cost: CostInfo
+
+
+class DryRunResponse(BaseModel):
+    """``?dry_run=true``: the request was validated and routed; no vendor was called."""
+
+    dry_run: bool = True
+    provider: str
+    model: str
+    cost: CostInfo = Field(description="The estimate checked against the key's budgets")
+    warnings: list[str]
 
 
 class ProblemError(BaseModel):
@@ -151,3 +169,6 @@ class Problem(BaseModel):
     request_id: str
     provider: str | None = None
     errors: list[ProblemError] | None = None
+    budget: dict[str, Any] | None = Field(
+        default=None, description="budget_exceeded: the key's budget, spend and the estimate"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -13,8 +14,19 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app import metrics
+from app.callers.auth import caller_key
+from app.callers.keys import CallerKey
+from app.callers.spend import COST_HEADER, Spending, dry_run_asked, providers_of, usd_text
 from app.errors import FieldError, InvalidRequest, NotAcceptable
-from app.providers.base import CallContext, Deadline, Job, OutputImage, UpscaleJob
+from app.providers.base import (
+    CallContext,
+    Deadline,
+    Job,
+    OutputImage,
+    PreparedCall,
+    UpscaleJob,
+)
+from app.providers.pricing import Cost
 from app.routing import Outcome, Router
 from app.schemas import OutputOptions
 from app.settings import Settings
@@ -23,26 +35,40 @@ _IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp", 
 
 
 class GatewayService:
-    def __init__(self, settings: Settings, router: Router) -> None:
+    def __init__(self, settings: Settings, router: Router, spending: Spending) -> None:
         self.settings = settings
         self.router = router
+        self.spending = spending
 
     async def serve(self, request: Request, job: Job) -> Response:
         started = time.perf_counter()
         wants = negotiate(request.headers.get("accept"), job)
-        outcome = await self.run(request, job, wants_bytes=wants is not None)
-        headers = result_headers(outcome, request.state.attempt_labels)
+        dry_run = dry_run_asked(request)
+        outcome = await self.run(request, job, wants_bytes=wants is not None, dry_run=dry_run)
+        cost: Cost = request.state.cost
+        if dry_run:
+            return _dry_run_response(outcome, cost)
+        headers = result_headers(outcome, request.state.attempt_labels, cost)
         if wants is not None:
             return _image_response(outcome, headers)
-        return _json_response(outcome, headers, started)
+        return _json_response(outcome, headers, started, cost)
 
-    async def run(self, request: Request, job: Job, wants_bytes: bool = False) -> Outcome:
-        """Route ``job`` within the request's deadline; what happened goes on request.state."""
+    async def run(
+        self, request: Request, job: Job, wants_bytes: bool = False, dry_run: bool = False
+    ) -> Outcome:
+        """Route ``job`` within the request's deadline, for the caller's key (its providers,
+        its budgets); what happened, and its cost (on a dry run the estimate), goes on
+        request.state."""
+        key = caller_key(request)
+        estimates: list[Cost] = []
         ctx = CallContext(
             request_id=request.state.request_id,
             deadline=Deadline(self._timeout(request)),
             wants_bytes=wants_bytes,
             on_vendor_headers=metrics.record_vendor_headers,
+            allowed_providers=providers_of(key, job),
+            before_call=self._budget_check(key, job, estimates),
+            dry_run=dry_run,
         )
         if isinstance(job, UpscaleJob):
             metrics.IMAGE_BYTES.labels(direction="in").observe(job.image.info.size)
@@ -52,7 +78,25 @@ class GatewayService:
         finally:
             _record_attempts(state, ctx)
         state.provider, state.model = outcome.provider, outcome.result.model
+        if dry_run:
+            state.cost = estimates[-1]
+            return outcome
+        state.cost = cost = self.spending.actual(job, outcome)
+        state.cost_usd = cost.usd
+        await self.spending.record(key, job, outcome, cost)
         return outcome
+
+    def _budget_check(
+        self, key: CallerKey | None, job: Job, estimates: list[Cost]
+    ) -> Callable[[PreparedCall], Awaitable[None]]:
+        """Before each vendor call: its estimated cost, checked against the key's budgets."""
+
+        async def check(call: PreparedCall) -> None:
+            estimate = self.spending.estimate(job, call)
+            await self.spending.check_budget(key, estimate)
+            estimates.append(estimate)
+
+        return check
 
     def _timeout(self, request: Request) -> float:
         """The configured deadline, lowered (never raised) by ``X-Request-Timeout`` seconds."""
@@ -135,12 +179,33 @@ def _q_value(params: str) -> float:
     return 1.0
 
 
-def result_headers(outcome: Outcome, attempt_labels: str) -> dict[str, str]:
-    return {
+def result_headers(
+    outcome: Outcome, attempt_labels: str, cost: Cost | None = None
+) -> dict[str, str]:
+    headers = {
         "x-image-gateway-provider": outcome.provider,
         "x-image-gateway-model": outcome.result.model,
         "x-image-gateway-attempts": attempt_labels,
     }
+    if cost is not None:
+        headers[COST_HEADER] = usd_text(cost.usd)
+    return headers
+
+
+def _dry_run_response(outcome: Outcome, estimate: Cost) -> Response:
+    body = {
+        "dry_run": True,
+        "provider": outcome.provider,
+        "model": outcome.result.model,
+        "cost": estimate.as_dict(),
+        "warnings": outcome.warnings,
+    }
+    headers = {
+        "x-image-gateway-provider": outcome.provider,
+        "x-image-gateway-model": outcome.result.model,
+        COST_HEADER: usd_text(estimate.usd),
+    }
+    return Response(_dumps(body), media_type="application/json", headers=headers)
 
 
 def _image_response(outcome: Outcome, headers: dict[str, str]) -> Response:
@@ -154,7 +219,9 @@ def _image_response(outcome: Outcome, headers: dict[str, str]) -> Response:
     return Response(content=data, media_type=image.mime_type, headers=headers)
 
 
-def _json_response(outcome: Outcome, headers: dict[str, str], started: float) -> Response:
+def _json_response(
+    outcome: Outcome, headers: dict[str, str], started: float, cost: Cost
+) -> Response:
     """The JSON body, assembled from parts so that each image's base64 is copied once (into
     the final body) instead of being escaped and re-encoded by ``json.dumps``; base64 text
     needs no JSON escaping."""
@@ -173,7 +240,8 @@ def _json_response(outcome: Outcome, headers: dict[str, str], started: float) ->
         "upstream_ms": round(outcome.upstream_seconds * 1000, 2),
         "total_ms": round((time.perf_counter() - started) * 1000, 2),
     }
-    parts += [b'],"warnings":', _dumps(outcome.warnings), b',"timing":', _dumps(timing), b"}"]
+    parts += [b'],"warnings":', _dumps(outcome.warnings), b',"timing":', _dumps(timing)]
+    parts += [b',"cost":', _dumps(cost.as_dict()), b"}"]
     return PartsResponse(parts, media_type="application/json", headers=headers)
 
 

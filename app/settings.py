@@ -221,6 +221,31 @@ class OpenAISettings(BaseModel):
         return value
 
 
+class CallersSettings(BaseModel):
+    """Caller keys (issue 17). Off when no key source is configured: the loopback sidecar
+    case needs none."""
+
+    #: A JSON key file (``image-gateway keys create`` writes it; a Kubernetes secret mounts it).
+    keys_file: Path | None = None
+    #: How often the key file is checked for changes (a rotated secret mount).
+    reload_s: float = Field(default=5.0, ge=0)
+    #: A bearer token that ``GET /metrics`` then requires (the standalone case).
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _load_token_file(self) -> CallersSettings:
+        self.metrics_token = _read_secret_file(self.metrics_token_file, self.metrics_token)
+        return self
+
+
+class PricingSettings(BaseModel):
+    """The price table's operator overrides (negotiated prices): a JSON file of entries
+    that replace the built-in ones with the same provider, model and operation."""
+
+    file: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IMAGE_GATEWAY_",
@@ -252,6 +277,8 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    callers: CallersSettings = Field(default_factory=CallersSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
 
     def enabled_providers(self) -> list[str]:
         enabled = {

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app.errors import NotAcceptable
 from app.providers.base import GenerateJob, OutputImage, ProviderResult
+from app.providers.pricing import Cost
 from app.routing import Attempt, Outcome
 from app.schemas import GenerateParams
 from app.service import _json_response, negotiate
@@ -49,7 +50,8 @@ async def test_spliced_json_body_is_valid_json_with_escaped_text() -> None:
         0.25,
         warnings=['scale lowered to "3"', "ünïcode\n"],
     )
-    body, length, messages = await body_of(_json_response(outcome, {}, time.perf_counter()))
+    cost = Cost(0.08, 'a "basis"')
+    body, length, messages = await body_of(_json_response(outcome, {}, time.perf_counter(), cost))
     assert length == len(body) and messages == 3  # head, the big base64, the rest
     doc = json.loads(body)
     assert doc["model"] == 'm"odel\\' and doc["warnings"] == ['scale lowered to "3"', "ünïcode\n"]
@@ -61,6 +63,7 @@ async def test_spliced_json_body_is_valid_json_with_escaped_text() -> None:
         "height": None,
     }
     assert doc["timing"]["upstream_ms"] == 250.0 and doc["timing"]["total_ms"] >= 0
+    assert doc["cost"] == {"usd": 0.08, "basis": 'a "basis"'}
 
 
 def generate(**params: object) -> GenerateJob:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -17,6 +17,7 @@ from app import intake
 from app.api import openai_mapping as mapping
 from app.api.openai_errors import ModelNotFound
 from app.api.openai_models import ModelIndex, ServedModel
+from app.callers import auth
 from app.errors import FieldError, GatewayError
 from app.providers.base import Job, Operation
 from app.service import result_headers
@@ -124,6 +125,7 @@ def _index(request: Request) -> ModelIndex:
 @router.post(
     "/v1/images/generations",
     operation_id="openaiCreateImage",
+    dependencies=[Depends(auth.require("generate"))],
     summary="Generate images (OpenAI's images API)",
     response_model=ImagesResponse,
     responses=_responses("The images, base64 (`b64_json`)"),
@@ -132,6 +134,7 @@ def _index(request: Request) -> ModelIndex:
 async def create_image(request: Request) -> Response:
     """OpenAI's `images.generate`, mapped onto POST /v1/generate: every field is honoured or
     refused (400 naming it)."""
+    auth.admit(request, "generate")
     body = mapping.parse_request(mapping.ImagesGenerateRequest, await intake.read_json(request))
     index = _index(request)
     if body.model is not None:
@@ -143,6 +146,7 @@ async def create_image(request: Request) -> Response:
 @router.post(
     "/v1/images/upscale",
     operation_id="openaiUpscaleImage",
+    dependencies=[Depends(auth.require("upscale"))],
     summary="Upscale an image (OpenAI-style multipart)",
     response_model=ImagesResponse,
     responses=_responses("The upscaled image, base64 (`b64_json`)"),
@@ -150,6 +154,7 @@ async def create_image(request: Request) -> Response:
 )
 async def upscale_image(request: Request) -> Response:
     """Multipart `image` plus `scale` or `size`, mapped onto POST /v1/upscale."""
+    auth.admit(request, "upscale")
     fields, data, b64 = await intake.read_multipart(request)
     try:
         image = intake.uploaded_image(data, b64)
@@ -168,7 +173,7 @@ async def _serve(request: Request, job: Job, user: str | None) -> Response:
     if user is not None:
         request.state.user = user
     outcome = await request.app.state.service.run(request, job)
-    headers = result_headers(outcome, request.state.attempt_labels)
+    headers = result_headers(outcome, request.state.attempt_labels, request.state.cost)
     return mapping.images_response(outcome, headers)
 
 

@@ -59,9 +59,14 @@ async def readyz(request: Request) -> Response:
     operation_id="metrics",
     tags=["operations"],
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: {"description": "IMAGE_GATEWAY_CALLERS__METRICS_TOKEN is set and not given"},
+    },
+    openapi_extra={"security": [{"MetricsToken": []}, {}]},
 )
 async def prometheus_metrics(request: Request) -> Response:
+    request.app.state.callers.check_metrics(request.headers)
     # An open circuit turns half-open by time alone; read each state so the gauge is current
     # at scrape time even when no request has touched that provider since.
     for circuit in request.app.state.service.router.circuits.values():

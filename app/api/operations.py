@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from app import intake
+from app.callers import auth
+from app.callers import openapi as callers_openapi
 from app.schemas import ImageResponse
 
 router = APIRouter(tags=["images"])
@@ -45,28 +47,37 @@ _IMAGE_200 = {
 def _body(json_schema: str, form_schema: str) -> dict[str, Any]:
     ref = "#/components/schemas/"
     return {
+        "parameters": [callers_openapi.DRY_RUN_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"$ref": ref + json_schema}},
                 "multipart/form-data": {"schema": {"$ref": ref + form_schema}},
             },
-        }
+        },
     }
 
 
 @router.post(
     "/v1/upscale",
     operation_id="upscale",
+    dependencies=[Depends(auth.require("upscale"))],
     summary="Upscale an image",
     response_model=ImageResponse,
     responses={
-        200: {"content": _IMAGE_200, "description": "JSON, or the raw image for Accept: image/*"},
+        200: {
+            "content": _IMAGE_200,
+            "description": "JSON, or the raw image for Accept: image/*; "
+            "with ?dry_run=true a DryRunResponse",
+            "headers": callers_openapi.success_headers(),
+        },
         **_ERRORS,
+        **callers_openapi.RESPONSES,
     },
     openapi_extra=_body("UpscaleRequest", "UpscaleForm"),
 )
 async def upscale(request: Request) -> Response:
+    auth.admit(request, "upscale")
     job = await intake.read_upscale(request)
     return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]
 
@@ -74,14 +85,22 @@ async def upscale(request: Request) -> Response:
 @router.post(
     "/v1/generate",
     operation_id="generate",
+    dependencies=[Depends(auth.require("generate"))],
     summary="Generate images from a prompt",
     response_model=ImageResponse,
     responses={
-        200: {"content": _IMAGE_200, "description": "JSON, or the raw image for Accept: image/*"},
+        200: {
+            "content": _IMAGE_200,
+            "description": "JSON, or the raw image for Accept: image/*; "
+            "with ?dry_run=true a DryRunResponse",
+            "headers": callers_openapi.success_headers(),
+        },
         **_ERRORS,
+        **callers_openapi.RESPONSES,
     },
     openapi_extra=_body("GenerateParams", "GenerateForm"),
 )
 async def generate(request: Request) -> Response:
+    auth.admit(request, "generate")
     job = await intake.read_generate(request)
     return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -263,6 +263,9 @@ class ProviderResult:
     images: list[OutputImage]
     model: str
     warnings: list[str] = field(default_factory=list)
+    #: What the vendor reported that prices depend on, e.g. ``{"output_tokens": 1120}``
+    #: (Gemini's IMAGE tokens); the price table reads it for the actual cost.
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 class Deadline:
@@ -299,6 +302,12 @@ class CallContext:
     on_vendor_headers: Callable[[str, Mapping[str, str]], None] | None = None
     #: Every provider call made for this request (filled in by routing).
     attempts: list[Any] = field(default_factory=list)
+    #: The providers the caller's key may use (None: any).
+    allowed_providers: frozenset[str] | None = None
+    #: Awaited with each prepared call before it is sent (budgets); may refuse it.
+    before_call: Callable[[PreparedCall], Awaitable[None]] | None = None
+    #: Validate and route only: the first provider that would be called answers.
+    dry_run: bool = False
 
 
 # --------------------------------------------------------------------------- the interface

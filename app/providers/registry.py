@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from app.providers.base import Provider
+from app.providers.pricing import PriceTable, read_overrides
 from app.settings import Settings
 
 PROVIDERS: dict[str, tuple[str, str]] = {
@@ -37,3 +38,14 @@ def provider_class(provider_id: str) -> type[Provider]:
 def build_providers(settings: Settings) -> dict[str, Provider]:
     """One instance per enabled provider, in registry order."""
     return {pid: provider_class(pid)(settings) for pid in settings.enabled_providers()}
+
+
+#: Each provider's price rows, beside its limits (``<vendor>_prices.py``).
+PRICE_MODULES = tuple(f"app.providers.{pid}_prices" for pid in PROVIDERS)
+
+
+def price_table(settings: Settings) -> PriceTable:
+    """Every provider's prices (enabled or not: docs and dry runs show them all), with
+    the operator's overrides from ``IMAGE_GATEWAY_PRICING__FILE``."""
+    rows = [row for name in PRICE_MODULES for row in importlib.import_module(name).PRICES]
+    return PriceTable(rows, read_overrides(settings.pricing.file))

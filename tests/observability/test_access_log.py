@@ -34,6 +34,8 @@ ACCESS_LOG_FIELDS = {
     "model",
     "status",
     "code",
+    "caller",
+    "cost_usd",
     "total_ms",
     "upstream_ms",
     "attempts",

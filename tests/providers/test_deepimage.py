@@ -367,25 +367,26 @@ def test_generate_size(fields: dict[str, Any], size: tuple[int, int]) -> None:
 # --------------------------------------------------------------------------- validation (no call)
 
 
-@pytest.mark.parametrize(
-    ("job", "loc"),
-    [
-        (lambda: generate(prompt="two cats", n=2), ("n",)),
-        (lambda: generate(prompt="x", model="dall-e"), ("model",)),
-        (lambda: upscale(model="realistic"), ("model",)),
-        (lambda: upscale(width=20), ("width",)),
-        (lambda: upscale(options={"deepimage": {"upscale_strength": 10}}),
-         ("options", "deepimage", "upscale_strength")),
-        (lambda: upscale(options={"deepimage": {"strength": 5}}),
-         ("options", "deepimage", "strength")),
-        (lambda: upscale(options={"deepimage": {"enhancements": ["sharpen"]}}),
-         ("options", "deepimage", "enhancements", 0)),
-        (lambda: upscale(creativity=0.5, options={"deepimage": {"generative_upscale": False}}),
-         ("creativity",)),
-        (lambda: upscale(prompt="cows", options={"deepimage": {"generative_upscale": False}}),
-         ("prompt",)),
-    ],
-)  # fmt: skip
+#: Requests the table refuses before any call (the dry-run suite replays them too).
+REFUSED_BEFORE_ANY_CALL: list[tuple[Any, tuple[Any, ...]]] = [
+    (lambda: generate(prompt="two cats", n=2), ("n",)),
+    (lambda: generate(prompt="x", model="dall-e"), ("model",)),
+    (lambda: upscale(model="realistic"), ("model",)),
+    (lambda: upscale(width=20), ("width",)),
+    (lambda: upscale(options={"deepimage": {"upscale_strength": 10}}),
+     ("options", "deepimage", "upscale_strength")),
+    (lambda: upscale(options={"deepimage": {"strength": 5}}),
+     ("options", "deepimage", "strength")),
+    (lambda: upscale(options={"deepimage": {"enhancements": ["sharpen"]}}),
+     ("options", "deepimage", "enhancements", 0)),
+    (lambda: upscale(creativity=0.5, options={"deepimage": {"generative_upscale": False}}),
+     ("creativity",)),
+    (lambda: upscale(prompt="cows", options={"deepimage": {"generative_upscale": False}}),
+     ("prompt",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("job", "loc"), REFUSED_BEFORE_ANY_CALL)
 def test_refused_before_any_call(
     server: EmulatorServer, state: DeepImageState, job: Any, loc: tuple[Any, ...]
 ) -> None:

@@ -1,0 +1,178 @@
+"""Who is calling: the key in ``Authorization: Bearer`` or ``X-API-Key``, checked against
+the key ring; what the key may do; and the ``/metrics`` bearer token.
+
+Keys are off unless a key file is configured (the loopback sidecar needs none). Errors
+never echo the presented secret: a mistyped key is still somebody's key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.datastructures import Headers
+
+from app.callers.keys import CallerKey, KeyFileError, KeyRing, read_key_file
+from app.errors import Forbidden, Unauthorized
+from app.settings import CallersSettings, Settings
+
+log = logging.getLogger("image_gateway")
+
+REALM = 'Bearer realm="image-gateway"'
+#: The caller of a gateway without keys (the loopback sidecar).
+ANONYMOUS = "anonymous"
+_STATE_KEY = "caller_key"
+
+#: Declared on the routes for the OpenAPI spec (security schemes); ``admit`` does the work.
+BEARER = HTTPBearer(auto_error=False, description="A caller key: `Authorization: Bearer igw_...`")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="A caller key")
+_BEARER_DEP = Security(BEARER)
+_API_KEY_DEP = Security(API_KEY)
+
+
+class Callers:
+    """The gateway's caller policy, built once by ``create_app``."""
+
+    def __init__(self, settings: CallersSettings, clock: Callable[[], float] = time.monotonic):
+        self._file = settings.keys_file
+        self._reload_s = settings.reload_s
+        self._clock = clock
+        self._metrics_token = settings.metrics_token
+        self._mtime = self._stat()
+        self._checked = clock()
+        self.ring = KeyRing(read_key_file(self._file)) if self._file else KeyRing()
+
+    @property
+    def enabled(self) -> bool:
+        return self._file is not None
+
+    def admit(self, request: Request, operation: str) -> CallerKey | None:
+        """The caller's key, allowed to run ``operation`` (401/403 otherwise); None when
+        keys are off. Idempotent per request: a route dependency and the fast lane may both
+        call it."""
+        state = request.scope.setdefault("state", {})
+        if _STATE_KEY in state:
+            key: CallerKey | None = state[_STATE_KEY]
+            return key
+        key = self.authenticate(request.headers) if self.enabled else None
+        state[_STATE_KEY] = key
+        state["caller"] = key.id if key is not None else ANONYMOUS
+        if key is not None and not key.may(operation):
+            raise Forbidden(f"key {key.id!r} may not {operation}", reason="scope")
+        return key
+
+    def authenticate(self, headers: Headers) -> CallerKey:
+        secret = presented_key(headers)
+        if secret is None:
+            raise _unauthorized("an API key is required: Authorization: Bearer <key> or X-API-Key")
+        self._maybe_reload()
+        key = self.ring.verify(secret)
+        if key is None:
+            raise _unauthorized("the API key is not valid or has been revoked", invalid=True)
+        return key
+
+    def check_metrics(self, headers: Headers) -> None:
+        """``/metrics`` with ``IMAGE_GATEWAY_CALLERS__METRICS_TOKEN`` set needs that token."""
+        token = self._metrics_token
+        if token is None:
+            return
+        given = _bearer(headers.get("authorization"))
+        expected = token.get_secret_value().encode()
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            raise _unauthorized("/metrics needs its bearer token", invalid=given is not None)
+
+    # ------------------------------------------------------------------ key file reload
+
+    def _maybe_reload(self) -> None:
+        """A rotated Kubernetes secret changes the mounted file; pick it up, at most once
+        per ``reload_s``. A broken new file keeps the keys in force (and says so)."""
+        now = self._clock()
+        if self._file is None or now - self._checked < self._reload_s:
+            return
+        self._checked = now
+        mtime = self._stat()
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            self.ring = KeyRing(read_key_file(self._file))
+        except KeyFileError as exc:
+            log.error("key file change ignored, the previous keys stay in force: %s", exc)
+            return
+        log.info("key file reloaded: %d key(s)", len(self.ring))
+
+    def _stat(self) -> float | None:
+        try:
+            return Path(self._file).stat().st_mtime if self._file else None
+        except OSError:
+            return None
+
+
+def presented_key(headers: Headers) -> str | None:
+    given = headers.get("x-api-key")
+    if given:
+        return given.strip() or None
+    return _bearer(headers.get("authorization"))
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _unauthorized(detail: str, invalid: bool = False) -> Unauthorized:
+    error = Unauthorized(detail, reason="auth")
+    # RFC 6750 §3: the challenge, and error="invalid_token" when a key was given but is bad.
+    error.headers["www-authenticate"] = REALM + (', error="invalid_token"' if invalid else "")
+    return error
+
+
+def require(operation: str) -> Callable[..., Awaitable[CallerKey | None]]:
+    """A route dependency: the caller's key for ``operation``. It also puts the two
+    security schemes in the OpenAPI spec."""
+
+    async def dependency(
+        request: Request,
+        bearer_scheme: Any = _BEARER_DEP,
+        api_key_scheme: Any = _API_KEY_DEP,
+    ) -> CallerKey | None:
+        callers: Callers = request.app.state.callers
+        return callers.admit(request, operation)
+
+    return dependency
+
+
+def caller_key(request: Request) -> CallerKey | None:
+    """The key ``admit`` accepted for this request (None: keys are off)."""
+    key: CallerKey | None = request.scope.get("state", {}).get(_STATE_KEY)
+    return key
+
+
+def admit(request: Request, operation: str) -> CallerKey | None:
+    """The same check as ``require``, for code paths that skip FastAPI's dependencies."""
+    callers: Callers = request.app.state.callers
+    return callers.admit(request, operation)
+
+
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def warn_if_open(settings: Settings, callers: Callers) -> None:
+    """Anyone who reaches a non-loopback port without keys spends the operator's money."""
+    if callers.enabled or settings.host.startswith(_LOOPBACK):
+        return
+    log.warning(
+        "listening on %s without caller keys: anyone who can reach this port can spend "
+        "the vendor credits; set IMAGE_GATEWAY_CALLERS__KEYS_FILE (image-gateway keys create)",
+        settings.host,
+    )
