@@ -124,6 +124,39 @@ class InternalError(GatewayError):
     status, code, title = 500, "internal_error", "Internal error"
 
 
+# ------------------------------------------------------------------- jobs (app.jobs)
+class JobNotFound(GatewayError):
+    status, code, title = 404, "job_not_found", "Job not found"
+
+
+class JobConflict(GatewayError):
+    """The job is not in a state that allows this (its result is not ready, it finished)."""
+
+    status, code, title = 409, "job_conflict", "Job conflict"
+
+
+class IdempotencyConflict(GatewayError):
+    """A request with this Idempotency-Key is still being served."""
+
+    status, code, title = 409, "idempotency_conflict", "Request in progress"
+
+
+class IdempotencyMismatch(GatewayError):
+    """The Idempotency-Key was used before with a different request."""
+
+    status, code, title = 422, "idempotency_key_reused", "Idempotency-Key reused"
+
+
+class JobInterrupted(GatewayError):
+    """The gateway stopped during a vendor call that cannot be resumed; never resubmitted."""
+
+    status, code, title = 500, "job_interrupted", "Job interrupted"
+
+
+class QueueFull(GatewayError):
+    status, code, title = 503, "queue_full", "Job queue full"
+
+
 def problem_body(error: GatewayError, request_id: str) -> dict[str, Any]:
     """The problem+json document for ``error`` (RFC 9457 plus the gateway's fields)."""
     body: dict[str, Any] = {

@@ -20,11 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app import __version__, lifecycle, metrics
+from app.api import jobs as jobs_api
 from app.api import openai, operational, operations
 from app.callers import openapi as callers_openapi
 from app.callers.auth import Callers, warn_if_open
 from app.callers.spend import Spending
 from app.errors import GatewayError
+from app.jobs.service import JobService
 from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
 from app.providers.registry import build_providers, price_table
 from app.routing import Router
@@ -32,6 +34,7 @@ from app.schemas import (
     DryRunResponse,
     GenerateForm,
     GenerateParams,
+    JobResource,
     Problem,
     UpscaleForm,
     UpscaleRequest,
@@ -59,9 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for provider in providers.values():
             await provider.start()
         metrics.init(list(providers))
+        await app.state.jobs.start_if_used()
         try:
             yield
         finally:
+            await app.state.jobs.aclose()
             for provider in providers.values():
                 await provider.aclose()
 
@@ -74,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     spending = Spending(price_table(settings))
     app.state.service = GatewayService(settings, Router(settings, providers), spending)
     warn_if_open(settings, callers)
+    app.state.jobs = JobService(settings, app.state.service.router, life)
     app.include_router(operations.router)
+    app.include_router(jobs_api.router)
     app.include_router(operational.router)
     app.include_router(openai.router)
     _install_error_handler(app)
@@ -128,7 +135,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     models: list[type[BaseModel]] = [UpscaleRequest, UpscaleForm, GenerateParams, GenerateForm]
-    models += [Problem, DryRunResponse, *openai.SCHEMAS]
+    models += [Problem, DryRunResponse, JobResource, *openai.SCHEMAS]
     for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))

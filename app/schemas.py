@@ -44,6 +44,14 @@ class _Common(Strict):
         description="With an explicit provider: allow the next provider in the routing list "
         "when this one fails in a retryable way or its circuit is open.",
     )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Asynchronous requests only (Prefer: respond-async): where the finished "
+        "job is POSTed, signed as Standard Webhooks describes. Must match "
+        "IMAGE_GATEWAY_JOBS__WEBHOOK_ALLOW.",
+    )
 
 
 class UpscaleParams(_Common):
@@ -172,3 +180,25 @@ class Problem(BaseModel):
     budget: dict[str, Any] | None = Field(
         default=None, description="budget_exceeded: the key's budget, spend and the estimate"
     )
+
+
+class WebhookInfo(BaseModel):
+    deliveries: list[dict[str, Any]] = Field(
+        description="Each delivery attempt: attempt, at (epoch s), ok, status or error."
+    )
+
+
+class JobResource(BaseModel):
+    """An asynchronous job (``/v1/jobs/{id}``)."""
+
+    id: str
+    operation: Literal["upscale", "generate"]
+    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    created_at: str = Field(description="RFC 3339 UTC")
+    updated_at: str = Field(description="RFC 3339 UTC")
+    attempts: int = Field(description="Times the gateway started running it.")
+    provider: str | None = None
+    model: str | None = None
+    error: Problem | None = Field(default=None, description="When failed: the problem.")
+    result_url: str | None = Field(default=None, description="When succeeded.")
+    webhook: WebhookInfo | None = None

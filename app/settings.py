@@ -246,6 +246,45 @@ class PricingSettings(BaseModel):
     file: Path | None = None
 
 
+class JobsSettings(BaseModel):
+    """Asynchronous jobs, Idempotency-Key and webhooks (``app.jobs``)."""
+
+    #: How long finished jobs, their results and idempotency keys are kept.
+    result_ttl_s: float = Field(default=86400.0, gt=0)
+    #: Jobs waiting to run, across replicas; beyond it a submission gets 503 + Retry-After.
+    max_queued: int = Field(default=1000, ge=1)
+    #: Jobs one process runs at once (the per-provider bulkheads still apply inside).
+    max_running: int = Field(default=16, ge=1)
+    #: The deadline of an asynchronous job (a synchronous call keeps REQUEST_TIMEOUT_S).
+    timeout_s: float = Field(default=900.0, gt=0)
+    #: A replica that has not heartbeaten its running jobs for this long is presumed dead,
+    #: and another replica takes them over.
+    lease_s: float = Field(default=30.0, gt=0)
+    #: This process's name in the shared queue; the same name after a restart lets it pick
+    #: its own jobs up at once. Default: the host name (unique per pod or container).
+    consumer: str | None = None
+    #: Standard Webhooks secret (``whsec_`` + base64, or any text); required for callbacks.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    #: Callback URL prefixes allowed (``https://hooks.internal/``); none: no callbacks.
+    webhook_allow: ProviderList = Field(default_factory=list)
+    #: How long failed deliveries are retried (with backoff), and the cap on one attempt.
+    webhook_retry_for_s: float = Field(default=600.0, ge=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> JobsSettings:
+        self.webhook_secret = _read_secret_file(self.webhook_secret_file, self.webhook_secret)
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IMAGE_GATEWAY_",
@@ -279,6 +318,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     callers: CallersSettings = Field(default_factory=CallersSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
 
     def enabled_providers(self) -> list[str]:
         enabled = {

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from app import intake
+from app import intake, jobs
 from app.callers import auth
 from app.callers import openapi as callers_openapi
 from app.schemas import ImageResponse
@@ -78,8 +78,7 @@ def _body(json_schema: str, form_schema: str) -> dict[str, Any]:
 )
 async def upscale(request: Request) -> Response:
     auth.admit(request, "upscale")
-    job = await intake.read_upscale(request)
-    return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]
+    return await jobs.serve(request, await intake.read_upscale(request))
 
 
 @router.post(
@@ -102,5 +101,4 @@ async def upscale(request: Request) -> Response:
 )
 async def generate(request: Request) -> Response:
     auth.admit(request, "generate")
-    job = await intake.read_generate(request)
-    return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]
+    return await jobs.serve(request, await intake.read_generate(request))

@@ -308,6 +308,12 @@ class CallContext:
     before_call: Callable[[PreparedCall], Awaitable[None]] | None = None
     #: Validate and route only: the first provider that would be called answers.
     dry_run: bool = False
+    #: A durable job's hooks (app.jobs): ``on_vendor_job(provider, handle)`` is awaited the
+    #: moment a vendor accepted a job it runs on its side (e.g. Deep-Image's job hash), and
+    #: ``resume`` maps a provider id to such a handle from an earlier run, so the provider
+    #: picks that job up instead of submitting (and paying for) it again.
+    on_vendor_job: Callable[[str, str], Awaitable[None]] | None = None
+    resume: Mapping[str, str] | None = None
 
 
 # --------------------------------------------------------------------------- the interface

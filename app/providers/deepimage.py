@@ -209,10 +209,22 @@ class DeepImageProvider(Provider):
     async def execute(self, call: PreparedCall, ctx: CallContext) -> ProviderResult:
         assert isinstance(call, DeepImageCall)
         client = self._require_client()
-        submitted = await self._submit(client, call, ctx)
-        result_url = submitted.result_url or await self._wait_for(client, submitted.job, call, ctx)
+        result_url = await self._result_url(client, call, ctx)
         data = await self._download(client, result_url, ctx)
         return _result(call, data)
+
+    async def _result_url(
+        self, client: httpx.AsyncClient, call: DeepImageCall, ctx: CallContext
+    ) -> str:
+        handle = ctx.resume.get(self.id) if ctx.resume else None
+        if handle is not None:  # a durable job's earlier run submitted it: poll, never resend
+            return await self._wait_for(client, handle, call, ctx)
+        submitted = await self._submit(client, call, ctx)
+        if submitted.result_url is not None:
+            return submitted.result_url
+        if ctx.on_vendor_job is not None:  # stored before the first poll (app.jobs)
+            await ctx.on_vendor_job(self.id, submitted.job)
+        return await self._wait_for(client, submitted.job, call, ctx)
 
     def _require_client(self) -> httpx.AsyncClient:
         if self._client is None:

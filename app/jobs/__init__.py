@@ -1,0 +1,27 @@
+"""Durable jobs: asynchronous requests (``Prefer: respond-async`` / ``wait=N``), the
+``/v1/jobs`` resource, webhooks, ``Idempotency-Key``, and crash safety, on the state store
+(``app.state``). ``serve`` is the one entry point from the operation endpoints: without
+``Prefer`` or ``Idempotency-Key`` the request goes to the gateway's service as before."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import FieldError, ValidationFailed
+from app.jobs.headers import parse_idempotency_key, parse_prefer
+from app.providers.base import Job
+
+
+async def serve(request: Request, job: Job) -> Response:
+    headers = request.headers
+    prefer = parse_prefer(headers.getlist("prefer")) if "prefer" in headers else None
+    key = parse_idempotency_key(headers.get("idempotency-key"))
+    if prefer is None and key is None:
+        if job.params.callback_url is not None:
+            raise ValidationFailed(
+                "callback_url needs an asynchronous request (Prefer: respond-async)",
+                errors=[FieldError(("body", "callback_url"), "needs Prefer: respond-async")],
+            )
+        return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]
+    return await request.app.state.jobs.submit(request, job, prefer, key)  # type: ignore[no-any-return]
