@@ -149,19 +149,26 @@ class JobService:
         image: bytes | None,
         doc: Doc,
     ) -> Doc | None:
+        """None when this request now owns ``key``, else the job of the earlier request.
+        The earlier request binds the key before it writes its job, so a repeat that finds
+        no job yet waits a moment for it (or takes the key over if it was released)."""
         fingerprint = canonical.fingerprint(body, image)
         doc["fingerprint"] = fingerprint
-        bound = await repo.claim_key(_scope(request, key), fingerprint, doc["id"])
-        if bound is None:
-            return None
-        if bound["fingerprint"] != fingerprint:
-            raise IdempotencyMismatch(
-                "this Idempotency-Key was used with a different request; use a new key"
-            )
-        existing = await repo.get(bound["job"])
-        if existing is None:
-            raise JobNotFound("the request this Idempotency-Key was used for has expired")
-        return existing
+        delay = 0.005
+        for _ in range(40):
+            bound = await repo.claim_key(_scope(request, key), fingerprint, doc["id"])
+            if bound is None:
+                return None
+            if bound["fingerprint"] != fingerprint:
+                raise IdempotencyMismatch(
+                    "this Idempotency-Key was used with a different request; use a new key"
+                )
+            existing = await repo.get(bound["job"])
+            if existing is not None:
+                return existing
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        raise IdempotencyConflict("a request with this Idempotency-Key is starting", retry_after=1)
 
     async def _enqueue(self, repo: JobRepo, doc: Doc, body: bytes, image: bytes | None) -> None:
         assert self.store is not None

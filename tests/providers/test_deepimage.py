@@ -785,3 +785,41 @@ async def test_gateway_deadline_mid_poll_is_504(
     assert response.json()["code"] == "upstream_timeout"
     assert polls > 0 and state.polls_of(only_job(state).id) == polls
     assert only_job(state).status == "in_progress"
+
+
+# ------------------------------------------------------------- durable jobs (app.jobs)
+
+
+async def test_the_job_hash_is_handed_over_before_the_first_poll(
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
+) -> None:
+    state.plan = JobPlan(polls=2)
+    seen: list[tuple[str, str, int]] = []
+
+    async def on_vendor_job(pid: str, handle: str) -> None:
+        seen.append((pid, handle, state.polls_of(handle)))
+
+    context = CallContext(
+        request_id="t", deadline=Deadline(60, clock=clock), on_vendor_job=on_vendor_job
+    )
+    await provider.execute(provider.prepare(upscale(scale=2)), context)
+    (job,) = state.jobs.values()
+    assert seen == [("deepimage", job.id, 0)]
+
+
+async def test_resume_polls_the_stored_job_and_never_submits(
+    provider: DeepImageProvider, state: DeepImageState, clock: FakeClock
+) -> None:
+    state.plan = JobPlan(polls=3)
+    first = CallContext(request_id="t", deadline=Deadline(0.6, clock=clock))
+    with pytest.raises(GatewayError):  # the first run stops (here: its deadline) mid-poll
+        await provider.execute(provider.prepare(upscale(scale=2)), first)
+    (job,) = state.jobs.values()
+    submissions = len(state.requests_to("/rest_api/process"))
+    resumed = CallContext(
+        request_id="t", deadline=Deadline(60, clock=clock), resume={"deepimage": job.id}
+    )
+    result = await provider.execute(provider.prepare(upscale(scale=2)), resumed)
+    assert (result.images[0].width, result.images[0].height) == (64, 48)
+    assert len(state.requests_to("/rest_api/process")) == submissions == 1
+    assert len(state.jobs) == 1
