@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     spending = Spending(price_table(settings))
     app.state.service = GatewayService(settings, Router(settings, providers), spending)
     warn_if_open(settings, callers)
-    app.state.jobs = JobService(settings, app.state.service.router, life)
+    app.state.jobs = JobService(settings, app.state.service, callers, life)
     app.include_router(operations.router)
     app.include_router(jobs_api.router)
     app.include_router(operational.router)

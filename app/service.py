@@ -61,15 +61,8 @@ class GatewayService:
         request.state."""
         key = caller_key(request)
         estimates: list[Cost] = []
-        ctx = CallContext(
-            request_id=request.state.request_id,
-            deadline=Deadline(self._timeout(request)),
-            wants_bytes=wants_bytes,
-            on_vendor_headers=metrics.record_vendor_headers,
-            allowed_providers=providers_of(key, job),
-            before_call=self._budget_check(key, job, estimates),
-            dry_run=dry_run,
-        )
+        ctx = self.context(key, job, request.state.request_id, self._timeout(request), estimates)
+        ctx.wants_bytes, ctx.dry_run = wants_bytes, dry_run
         if isinstance(job, UpscaleJob):
             metrics.IMAGE_BYTES.labels(direction="in").observe(job.image.info.size)
         state = request.state
@@ -81,10 +74,33 @@ class GatewayService:
         if dry_run:
             state.cost = estimates[-1]
             return outcome
-        state.cost = cost = self.spending.actual(job, outcome)
+        state.cost = cost = await self.settle(key, job, outcome)
         state.cost_usd = cost.usd
-        await self.spending.record(key, job, outcome, cost)
         return outcome
+
+    def context(
+        self,
+        key: CallerKey | None,
+        job: Job,
+        request_id: str,
+        deadline_s: float,
+        estimates: list[Cost],
+    ) -> CallContext:
+        """The call context for ``key`` (its providers, its budgets); also used by a
+        durable job (app.jobs), which runs without a request."""
+        return CallContext(
+            request_id=request_id,
+            deadline=Deadline(deadline_s),
+            on_vendor_headers=metrics.record_vendor_headers,
+            allowed_providers=providers_of(key, job),
+            before_call=self._budget_check(key, job, estimates),
+        )
+
+    async def settle(self, key: CallerKey | None, job: Job, outcome: Outcome) -> Cost:
+        """What the call cost, recorded against ``key``."""
+        cost = self.spending.actual(job, outcome)
+        await self.spending.record(key, job, outcome, cost)
+        return cost
 
     def _budget_check(
         self, key: CallerKey | None, job: Job, estimates: list[Cost]

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from app import codec
+from app.callers.spend import COST_HEADER, usd_text
 from app.errors import JobConflict, NotAcceptable
 from app.jobs.records import Doc, JobRepo
 from app.service import PartsResponse, _preferred
@@ -70,12 +71,15 @@ async def final_answer(
 
 def _result_headers(doc: Doc) -> dict[str, str]:
     result = doc["result"]
-    return {
+    headers = {
         "x-image-gateway-provider": doc["provider"],
         "x-image-gateway-model": doc["model"],
         "x-image-gateway-attempts": result.get("attempt_labels", ""),
         "x-image-gateway-job": doc["id"],
     }
+    if "cost" in result:
+        headers[COST_HEADER] = usd_text(result["cost"]["usd"])
+    return headers
 
 
 async def _stored(repo: JobRepo, doc: Doc, index: int) -> bytes:
@@ -111,6 +115,8 @@ def _json_answer(doc: Doc, images: list[bytes], headers: dict[str, str]) -> Resp
         parts += [b',{"data":"' if index else b'{"data":"', codec.encode(data), b'",']
         parts.append(json.dumps(meta, separators=(",", ":"))[1:].encode())
     tail = {"warnings": result["warnings"], "timing": result["timing"]}
+    if "cost" in result:
+        tail["cost"] = result["cost"]
     parts += [b"],", json.dumps(tail, separators=(",", ":"))[1:].encode()]
     return PartsResponse(parts, media_type="application/json", headers=headers)
 

@@ -20,19 +20,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app import metrics as gateway_metrics
+from app.callers.keys import CallerKey
 from app.errors import GatewayError, InternalError, JobInterrupted, problem_body
 from app.jobs import canonical
 from app.jobs import metrics as m
 from app.jobs.records import QUEUE, TERMINAL, Doc, JobRepo
 from app.lifecycle import Lifecycle
-from app.providers.base import CallContext, Deadline, Job
-from app.routing import Outcome, Router
+from app.providers.base import CallContext, Job
+from app.routing import Outcome
+from app.service import GatewayService
 from app.settings import JobsSettings
 from app.state import Entry, StateStore
 
 log = logging.getLogger("image_gateway.jobs")
 Finished = Callable[[Doc], Awaitable[None]]
+#: The caller key a job's owner id stands for (None: keys are off, or it is gone).
+KeyLookup = Callable[[str | None], CallerKey | None]
 
 
 class JobRunner:
@@ -40,13 +43,15 @@ class JobRunner:
         self,
         store: StateStore,
         repo: JobRepo,
-        router: Router,
+        service: GatewayService,
         settings: JobsSettings,
         life: Lifecycle,
         consumer: str,
         on_finished: Finished,
+        key_for: KeyLookup,
     ) -> None:
-        self.store, self.repo, self.router = store, repo, router
+        self.store, self.repo, self.service = store, repo, service
+        self.key_for = key_for
         self.settings, self.life, self.consumer = settings, life, consumer
         self.on_finished = on_finished
         self._slots = asyncio.Semaphore(settings.max_running)
@@ -161,19 +166,19 @@ class JobRunner:
         if resume is not None:  # the vendor already has it: the same provider, no fallback
             job.params.provider = resume["provider"]  # type: ignore[assignment]
             job.params.fallback = False
-        ctx = self._context(doc, resume)
+        key = self.key_for(doc.get("owner"))
+        ctx: CallContext | None = None
         try:
-            outcome = await self.router.run(job, ctx)
+            ctx = self._context(doc, job, key, resume)
+            outcome = await self.service.router.run(job, ctx)
+            cost = await self.service.settle(key, job, outcome)
         except GatewayError as exc:
             await self._finish_failed(doc, exc, ctx)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:  # CancelledError (a cancel, a hand-over) is not an Exception
             log.exception("jobs: job %s raised", doc["id"])
             await self._finish_failed(doc, InternalError("the job failed unexpectedly"), ctx)
-            return
-        await self._finish_ok(doc, outcome, ctx)
+        else:
+            await self._finish_ok(doc, outcome, ctx, cost.as_dict())
 
     async def _restore(self, doc: Doc) -> Job:
         body, image = await self.repo.request(doc["id"])
@@ -181,23 +186,26 @@ class JobRunner:
             raise RuntimeError(f"job {doc['id']}: its request has expired")
         return canonical.restore(body, image)
 
-    def _context(self, doc: Doc, resume: dict[str, str] | None) -> CallContext:
+    def _context(
+        self, doc: Doc, job: Job, key: CallerKey | None, resume: dict[str, str] | None
+    ) -> CallContext:
+        """The synchronous call's context (the key's providers and budgets), plus the hooks
+        that make the vendor's job handle durable."""
         left = doc["created_at"] + doc["timeout_s"] - time.time()
+        ctx = self.service.context(key, job, doc["request_id"], max(left, 0.001), [])
+        ctx.wants_bytes = doc.get("accept") is not None
 
         async def on_vendor_job(provider: str, handle: str) -> None:
             vendor = {"provider": provider, "handle": handle}
             await self.repo.transition(doc["id"], frozenset({"running"}), vendor=vendor)
 
-        return CallContext(
-            request_id=doc["request_id"],
-            deadline=Deadline(max(left, 0.001)),
-            wants_bytes=doc.get("accept") is not None,
-            on_vendor_headers=gateway_metrics.record_vendor_headers,
-            on_vendor_job=on_vendor_job,
-            resume=None if resume is None else {resume["provider"]: resume["handle"]},
-        )
+        ctx.on_vendor_job = on_vendor_job
+        ctx.resume = None if resume is None else {resume["provider"]: resume["handle"]}
+        return ctx
 
-    async def _finish_ok(self, doc: Doc, outcome: Outcome, ctx: CallContext) -> None:
+    async def _finish_ok(
+        self, doc: Doc, outcome: Outcome, ctx: CallContext, cost: dict[str, Any]
+    ) -> None:
         images = outcome.result.images
         await self.repo.save_images(doc["id"], [image.as_bytes() for image in images])
         result = {
@@ -210,6 +218,7 @@ class JobRunner:
                 "total_ms": round((time.time() - doc["created_at"]) * 1000, 2),
             },
             "attempt_labels": _labels(ctx),
+            "cost": cost,
         }
         fields = {"provider": outcome.provider, "model": outcome.result.model, "result": result}
         await self._final(doc, "succeeded", fields)

@@ -14,7 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.callers.auth import ANONYMOUS
+from app.callers.auth import ANONYMOUS, Callers, caller_key
+from app.callers.keys import CallerKey
+from app.callers.spend import providers_of
 from app.errors import (
     FieldError,
     IdempotencyConflict,
@@ -32,8 +34,7 @@ from app.jobs.records import QUEUE, TERMINAL, Doc, JobRepo, new_job
 from app.jobs.runner import JobRunner
 from app.lifecycle import Lifecycle
 from app.providers.base import Job
-from app.routing import Router
-from app.service import negotiate
+from app.service import GatewayService, negotiate
 from app.settings import Settings
 from app.state import StateStore, open_store
 
@@ -44,8 +45,10 @@ _SYNC_SLACK_S = 5.0
 
 
 class JobService:
-    def __init__(self, settings: Settings, router: Router, life: Lifecycle) -> None:
-        self.settings, self.router, self.life = settings, router, life
+    def __init__(
+        self, settings: Settings, service: GatewayService, callers: Callers, life: Lifecycle
+    ) -> None:
+        self.settings, self.service, self.callers, self.life = settings, service, callers, life
         self.cfg = settings.jobs
         self.store: StateStore | None = None
         self.runner: JobRunner | None = None
@@ -82,9 +85,12 @@ class JobService:
         consumer = self.cfg.consumer or socket.gethostname()
         repo = JobRepo(store, self.cfg.result_ttl_s)
         self.runner = JobRunner(
-            store, repo, self.router, self.cfg, self.life, consumer, self._finished
+            store, repo, self.service, self.cfg, self.life, consumer, self._finished, self._key
         )
         await self.runner.start()
+
+    def _key(self, owner: str | None) -> CallerKey | None:
+        return self.callers.ring.keys.get(owner) if owner else None
 
     async def aclose(self) -> None:
         if self.runner is not None:
@@ -106,7 +112,8 @@ class JobService:
         callback = self._callback(job, prefer)
         repo = await self.ensure_started()
         body, image = canonical.serialize(job)
-        timeout = self.cfg.timeout_s if prefer else request.app.state.service._timeout(request)
+        providers_of(caller_key(request), job)  # 403 now for a provider the key may not use
+        timeout = self.cfg.timeout_s if prefer else self.service._timeout(request)
         doc = new_job(
             job.operation.value,
             mode="sync" if prefer is None else "async",

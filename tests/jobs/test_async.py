@@ -56,6 +56,7 @@ async def test_respond_async_then_poll_then_result(tmp_path: Path) -> None:
         assert body["id"] == job["id"]
         assert body["images"] == expected["images"]  # the same pixels, same encoding
         assert (body["provider"], body["model"]) == (expected["provider"], expected["model"])
+        assert body["cost"] == expected["cost"] and body["warnings"] == expected["warnings"]
         raw = await client.get(final["result_url"], headers={"accept": "image/png"})
         assert raw.headers["content-type"] == "image/png"
         assert raw.content == base64.b64decode(expected["images"][0]["data"])
