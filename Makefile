@@ -9,7 +9,10 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := prometheus docker-compose wrk redis-server libvulkan1 libomp5-14 mesa-vulkan-drivers
 LINT_PATHS := $(wildcard app tests bench scripts deploy)
 
-.PHONY: run test lint typecheck unit install install-dev system-deps openapi prices-doc bench clean
+# The official OpenAI Node SDK, pinned in tests/sdk/node (package-lock.json), for the SDK tests.
+NODE_SDK := tests/sdk/node
+
+.PHONY: run test lint typecheck unit install install-dev system-deps node-deps openapi prices-doc bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +36,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# Node.js 20+ and npm come with this project's machine image; this installs the pinned SDK
+# once (node_modules is ignored by git).
+node-deps:
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed by the OpenAI Node SDK tests"; exit 1; }
+	@[ -f $(NODE_SDK)/node_modules/openai/package.json ] || (cd $(NODE_SDK) && npm ci --no-audit --no-fund --loglevel=error)
+
 lint: install-dev
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
@@ -43,7 +52,7 @@ typecheck: install-dev
 unit: install-dev
 	$(BIN)/pytest -q
 
-test: system-deps install-dev
+test: system-deps install-dev node-deps
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy app
@@ -59,4 +68,4 @@ bench: system-deps install-dev
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache $(NODE_SDK)/node_modules
