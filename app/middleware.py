@@ -87,7 +87,7 @@ def problem_response_parts(
         status, document = openai_error(error)
         body = json.dumps(document).encode()
         headers = [(b"content-type", b"application/json")]
-        retry = should_retry(error)
+        retry = should_retry(error, status)
         if retry is not None:
             headers.append((b"x-should-retry", retry))
     else:

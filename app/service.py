@@ -47,7 +47,7 @@ class GatewayService:
         outcome = await self.run(request, job, wants_bytes=wants is not None, dry_run=dry_run)
         cost: Cost = request.state.cost
         if dry_run:
-            return _dry_run_response(outcome, cost)
+            return dry_run_response(outcome, cost)
         headers = result_headers(outcome, request.state.attempt_labels, cost)
         if wants is not None:
             return _image_response(outcome, headers)
@@ -208,7 +208,7 @@ def result_headers(
     return headers
 
 
-def _dry_run_response(outcome: Outcome, estimate: Cost) -> Response:
+def dry_run_response(outcome: Outcome, estimate: Cost) -> Response:
     body = {
         "dry_run": True,
         "provider": outcome.provider,

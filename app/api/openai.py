@@ -18,9 +18,11 @@ from app.api import openai_mapping as mapping
 from app.api.openai_errors import ModelNotFound
 from app.api.openai_models import ModelIndex, ServedModel
 from app.callers import auth
+from app.callers import openapi as callers_openapi
+from app.callers.spend import dry_run_asked
 from app.errors import FieldError, GatewayError
 from app.providers.base import Job, Operation
-from app.service import result_headers
+from app.service import dry_run_response, result_headers
 
 router = APIRouter(tags=["openai"])
 
@@ -99,7 +101,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
     404: {"description": "Unknown model", **_ERROR},
     413: {"description": "Body over IMAGE_GATEWAY_MAX_BODY_BYTES", **_ERROR},
-    429: {"description": "Rate limited by the vendor (Retry-After set)", **_ERROR},
+    401: {"description": "Caller keys are on and the key is missing or invalid", **_ERROR},
+    403: {"description": "The key may not run this operation or use this provider", **_ERROR},
+    429: {
+        "description": "Rate limited (Retry-After set), or the key's budget is spent "
+        "(`insufficient_quota`)",
+        **_ERROR,
+    },
     502: {"description": "The vendor failed or answered nonsense", **_ERROR},
     503: {"description": "No provider can serve it now (Retry-After set)", **_ERROR},
     504: {"description": "The vendor did not answer within the deadline", **_ERROR},
@@ -107,12 +115,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _responses(description: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"description": description, "headers": _RESULT_HEADERS}, **_ERRORS}
+    headers = {**_RESULT_HEADERS, **callers_openapi.success_headers()}
+    ok = {"description": description + "; with ?dry_run=true a DryRunResponse"}
+    return {200: {**ok, "headers": headers}, **_ERRORS}
 
 
 def _body(schema: str, media_type: str) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{schema}"}
-    return {"requestBody": {"required": True, "content": {media_type: {"schema": ref}}}}
+    return {
+        "parameters": [callers_openapi.DRY_RUN_PARAMETER],
+        "requestBody": {"required": True, "content": {media_type: {"schema": ref}}},
+    }
 
 
 def _index(request: Request) -> ModelIndex:
@@ -172,7 +185,10 @@ async def upscale_image(request: Request) -> Response:
 async def _serve(request: Request, job: Job, user: str | None) -> Response:
     if user is not None:
         request.state.user = user
-    outcome = await request.app.state.service.run(request, job)
+    dry_run = dry_run_asked(request)  # the gateway's ?dry_run=true: its own answer shape
+    outcome = await request.app.state.service.run(request, job, dry_run=dry_run)
+    if dry_run:
+        return dry_run_response(outcome, request.state.cost)
     headers = result_headers(outcome, request.state.attempt_labels, request.state.cost)
     return mapping.images_response(outcome, headers)
 

@@ -19,6 +19,7 @@ from app.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
+    PaymentRequired,
     RateLimited,
     UnsupportedMediaType,
     ValidationFailed,
@@ -33,6 +34,9 @@ _PARAM_NAMES: dict[tuple[str | int, ...], str] = {
     ("output", "format"): "output_format",
     ("output", "quality"): "output_compression",
 }
+#: OpenAI's status where the normalized API's differs: refusals of a value are 400, and a
+#: spent budget is OpenAI's 429 insufficient_quota.
+_STATUSES = {415: 400, 422: 400, 402: 429}
 #: Statuses the OpenAI SDKs retry on their own unless told otherwise (x-should-retry).
 _SDK_RETRIES = frozenset({408, 409, 429})
 _CODES: dict[type[GatewayError], str] = {
@@ -68,20 +72,23 @@ class ModelNotFound(NotFound):
 
 def openai_error(error: GatewayError) -> tuple[int, dict[str, Any]]:
     """Status and body of the OpenAI-shaped answer for ``error``."""
-    status = 400 if error.status in (415, 422) else error.status
+    status = _STATUSES.get(error.status, error.status)
     param = _param(error)
     message = error.detail
     if param and status == 400 and not isinstance(error, OpenAIParamError):
         message = f"Invalid '{param}': {message}"
-    body = {"message": message, "type": _type(status), "param": param, "code": _code(error)}
+    body = {"message": message, "type": _type(error, status), "param": param}
+    body["code"] = _code(error)
+    # The gateway's own members (e.g. a budget's remaining amount and reset) ride along.
+    body.update({k: v for k, v in error.extensions.items() if k not in body})
     return status, {"error": body}
 
 
-def should_retry(error: GatewayError) -> bytes | None:
-    """``x-should-retry`` for answers the SDKs would resend by default: ``false`` when the
-    gateway judged a resend harmful (e.g. Venice locks out keys that repeat 4xx, vendors.md
-    §2.7, and a vendor 500 may already be billed); 503 always means "come back later"."""
-    status = error.status
+def should_retry(error: GatewayError, status: int) -> bytes | None:
+    """``x-should-retry`` for answers the SDKs would resend by default (``status`` is the
+    one sent): ``false`` when the gateway judged a resend harmful (Venice locks out keys
+    that repeat 4xx, vendors.md §2.7; a vendor 500 may already be billed; a spent budget
+    stays spent); 503 always means "come back later"."""
     if status not in _SDK_RETRIES and status < 500:
         return None
     return b"true" if error.retryable or status == 503 else b"false"
@@ -96,7 +103,9 @@ def _param(error: GatewayError) -> str | None:
     return _PARAM_NAMES.get(loc) or ".".join(str(part) for part in loc)
 
 
-def _type(status: int) -> str:
+def _type(error: GatewayError, status: int) -> str:
+    if isinstance(error, PaymentRequired):
+        return "insufficient_quota"
     if status == 429:
         return "requests"  # what OpenAI sends for its own request-rate limits
     return "server_error" if status >= 500 else "invalid_request_error"
@@ -107,6 +116,8 @@ def _code(error: GatewayError) -> str:
         return error.openai_code
     if error.status == 401:
         return "invalid_api_key"
+    if isinstance(error, PaymentRequired):
+        return "insufficient_quota"
     if isinstance(error, UnsupportedMediaType) and _param(error) == "image":
         return "invalid_image_format"
     for cls, code in _CODES.items():

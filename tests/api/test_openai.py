@@ -8,12 +8,16 @@ import base64
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 from PIL import Image
 
+from app.api.openai_errors import openai_error, should_retry
+from app.callers.keys import CallerKey, digest, new_secret, write_key_file
+from app.errors import PaymentRequired
 from tests.conftest import gateway, make_settings, png_bytes
 from tests.emulators.common import EmulatorServer
 from tests.emulators.venice import DEFAULT_API_KEY, VeniceState, create_app, venice_fault
@@ -365,3 +369,59 @@ async def test_models_lists_every_served_model_and_alias(
     assert one.json()["owned_by"] == "venice"
     missing = await client.get("/v1/models/nope")
     assert_openai_error(missing, 404, "model", "model_not_found")
+
+
+# --------------------------------------------------------------------------- keys, cost, dry run
+
+
+async def test_caller_keys_work_here_and_refusals_are_in_openai_shape(
+    server: EmulatorServer, venice: VeniceState, tmp_path: Path
+) -> None:
+    secrets = {"team": new_secret("team"), "upscale-only": new_secret("upscale-only")}
+    keys = [
+        CallerKey(id="team", hash=digest(secrets["team"])),
+        CallerKey(id="upscale-only", hash=digest(secrets["upscale-only"]), operations=("upscale",)),
+    ]
+    write_key_file(tmp_path / "keys.json", keys)
+    body = {"prompt": "a fox", "model": "venice-sd35"}
+    async with gateway(settings(server, callers={"keys_file": tmp_path / "keys.json"})) as gw:
+        missing = await gw.post("/v1/images/generations", json=body)
+        wrong = await gw.post("/v1/images/generations", json=body, headers=bearer("igw_nope"))
+        scoped = await gw.post(
+            "/v1/images/generations", json=body, headers=bearer(secrets["upscale-only"])
+        )
+        served = await gw.post("/v1/images/generations", json=body, headers=bearer(secrets["team"]))
+    for refused in (missing, wrong):
+        assert_openai_error(refused, 401, None, "invalid_api_key")
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert_openai_error(scoped, 403, None, "forbidden")
+    assert served.status_code == 200, served.text
+    assert float(served.headers["x-image-gateway-cost-usd"]) >= 0
+    assert len(generations(venice)) == 1
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {secret}"}
+
+
+async def test_dry_run_prices_without_calling_the_vendor(
+    client: httpx.AsyncClient, venice: VeniceState
+) -> None:
+    response = await client.post(
+        "/v1/images/generations?dry_run=true", json={"prompt": "a fox", "model": "venice-sd35"}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["dry_run"] is True and answer["provider"] == "venice"
+    assert "x-image-gateway-cost-usd" in response.headers
+    assert generations(venice) == []
+
+
+def test_a_spent_budget_is_openais_insufficient_quota_without_sdk_resends() -> None:
+    error = PaymentRequired("key 'team' would exceed its daily budget")
+    error.extensions["budget"] = {"period": "daily", "remaining_usd": 0.0}
+    status, body = openai_error(error)
+    assert status == 429
+    assert body["error"]["type"] == body["error"]["code"] == "insufficient_quota"
+    assert body["error"]["budget"] == {"period": "daily", "remaining_usd": 0.0}
+    assert should_retry(error, status) == b"false"

@@ -24,6 +24,7 @@ import pytest
 from openai.types import ImagesResponse
 from PIL import Image
 
+from app.callers.keys import CallerKey, digest, new_secret, write_key_file
 from app.settings import VertexSettings
 from tests.conftest import png_bytes
 from tests.deploy.tooling import require_tool
@@ -32,7 +33,9 @@ from tests.emulators.common import EmulatorServer, Fault
 from tests.process import ROOT, GatewayProcess
 
 VERTEX_MODEL = f"vertex/{VertexSettings().generate_model}"
-API_KEY = "sk-any-key-the-gateway-accepts"
+#: A caller key of the gateway (IMAGE_GATEWAY_CALLERS__KEYS_FILE): the SDKs send it as
+#: ``Authorization: Bearer``, exactly as they send an OpenAI key.
+API_KEY = new_secret("sdk-tests")
 NODE_DIR = ROOT / "tests" / "sdk" / "node"
 
 
@@ -68,7 +71,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         key = vertex.new_service_account(vertex_state, vertex_server.url + "/token")
         keyfile = tmp_path_factory.mktemp("sdk") / "service-account.json"
         keyfile.write_text(json.dumps(key))
+        callers = tmp_path_factory.mktemp("callers") / "keys.json"
+        write_key_file(callers, [CallerKey(id="sdk-tests", hash=digest(API_KEY))])
         env = {
+            "IMAGE_GATEWAY_CALLERS__KEYS_FILE": str(callers),
             "IMAGE_GATEWAY_VENICE__API_KEY": venice.DEFAULT_API_KEY,
             "IMAGE_GATEWAY_VENICE__BASE_URL": venice_server.url + "/api/v1",
             "IMAGE_GATEWAY_VERTEX__PROJECT": "p",
@@ -176,6 +182,14 @@ def test_python_sdk_rate_limit_error_from_vertex(client: openai.OpenAI, stack: S
         client.with_options(max_retries=0).images.generate(model=VERTEX_MODEL, prompt="a fox")
 
 
+def test_python_sdk_with_a_wrong_key_gets_authentication_error(stack: Stack) -> None:
+    wrong = openai.OpenAI(base_url=stack.base_url, api_key=API_KEY + "x")
+    with wrong, pytest.raises(openai.AuthenticationError) as caught:
+        wrong.images.generate(model="venice-sd35", prompt="a lighthouse")
+    assert caught.value.code == "invalid_api_key"
+    assert not stack.venice.state.requests_to("/image/generate")
+
+
 def test_python_sdk_lists_models(client: openai.OpenAI) -> None:
     models = {m.id: m for m in client.models.list()}
     assert models["venice-sd35"].owned_by == "venice"
@@ -244,7 +258,12 @@ def run_node(node: str, stack: Stack, *args: str, **env: str) -> dict[str, Any]:
     done = subprocess.run(
         [node, "check.mjs", *args],
         cwd=NODE_DIR,
-        env={"PATH": "/usr/bin:/bin", "GATEWAY_BASE_URL": stack.base_url, **env},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GATEWAY_BASE_URL": stack.base_url,
+            "API_KEY": API_KEY,
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,

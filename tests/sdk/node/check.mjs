@@ -1,9 +1,9 @@
 // One scenario of the official OpenAI Node SDK against image-gateway, with only the base URL
 // and an API key changed. Prints one JSON line: what the SDK returned or raised.
-// Usage: GATEWAY_BASE_URL=http://127.0.0.1:PORT/v1 node check.mjs SCENARIO [MODEL] [N]
+// Usage: GATEWAY_BASE_URL=http://127.0.0.1:PORT/v1 API_KEY=igw_... node check.mjs SCENARIO [MODEL] [N]
 import OpenAI from "openai";
 
-const client = new OpenAI({ baseURL: process.env.GATEWAY_BASE_URL, apiKey: "sk-any-key" });
+const client = new OpenAI({ baseURL: process.env.GATEWAY_BASE_URL, apiKey: process.env.API_KEY });
 const [scenario, model, n] = process.argv.slice(2);
 
 const scenarios = {
