@@ -98,6 +98,16 @@ class ValidationFailed(GatewayError):
     status, code, title = 422, "validation_failed", "Validation failed"
 
 
+class ModelDiscontinued(ValidationFailed):
+    """The vendor retired the model: refused before any call, naming the replacement."""
+
+    code, title = "model_discontinued", "Model discontinued"
+
+    def __init__(self, detail: str, *, replacement: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.replacement = replacement
+
+
 class ContentFiltered(GatewayError):
     status, code, title = 422, "content_filtered", "Content filtered"
 

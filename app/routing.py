@@ -120,7 +120,19 @@ class Bulkhead:
         self._max_wait = settings.max_wait_s
         self._slots = asyncio.Semaphore(settings.max_inflight)
 
-    async def acquire(self, deadline_left: float) -> None:
+    async def acquire(self, deadline_left: float, count: int = 1) -> None:
+        """``count`` slots (a request that fans out into several vendor calls holds one
+        per call), within one bounded wait; on timeout none is kept."""
+        held = 0
+        try:
+            for _ in range(count):
+                await self._acquire_one(deadline_left)
+                held += 1
+        except BaseException:
+            self.release(held)
+            raise
+
+    async def _acquire_one(self, deadline_left: float) -> None:
         if not self._slots.locked():  # the common case: no wait_for task per call
             await self._slots.acquire()
             return
@@ -138,18 +150,23 @@ class Bulkhead:
                 reason="saturated",
             ) from None
 
-    def release(self) -> None:
-        self._slots.release()
+    def release(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._slots.release()
 
 
 @dataclass
 class Attempt:
     provider: str
-    outcome: str  # "ok" or an error code
+    outcome: str  # "ok", an error code, or "skipped:<why>" (no vendor call)
     seconds: float
 
     def label(self) -> str:
         return f"{self.provider}:{self.outcome}"
+
+    @property
+    def skipped(self) -> bool:
+        return self.outcome.startswith("skipped:")
 
 
 @dataclass
@@ -171,10 +188,17 @@ class _Walk:
     last_error: GatewayError | None = None
     #: One candidate only: its refusal or failure is the answer (no walking on).
     alone: bool = False
+    #: Why each skipped candidate was passed over, for the answer's warnings.
+    skips: list[str] = field(default_factory=list)
 
     @property
     def upstream_seconds(self) -> float:
         return sum(a.seconds for a in self.attempts)
+
+    def skip(self, pid: str, why: str, detail: str) -> None:
+        """A candidate passed over without a call: in the attempts header and warnings."""
+        self.attempts.append(Attempt(pid, f"skipped:{why}", 0.0))
+        self.skips.append(f"{pid} skipped: {detail}")
 
 
 class Router:
@@ -214,7 +238,8 @@ class Router:
             if result is not None:
                 return self._outcome(pid, result, walk)
             nxt = candidates[index + 1] if index + 1 < len(candidates) else None
-            if nxt is not None and walk.attempts and walk.attempts[-1].provider == pid:
+            last = walk.attempts[-1] if walk.attempts else None
+            if nxt is not None and last is not None and last.provider == pid and not last.skipped:
                 metrics.FALLBACKS.labels(from_provider=pid, to_provider=nxt).inc()
         raise self._nothing_served(job, candidates, walk)
 
@@ -222,8 +247,12 @@ class Router:
         self, pid: str, job: Job, ctx: CallContext, walk: _Walk
     ) -> ProviderResult | None:
         provider = self.providers.get(pid)
-        if provider is None or job.operation not in provider.operations:
-            return None  # not a candidate here; _nothing_served explains when none is
+        if provider is None:
+            walk.skip(pid, "not_configured", f"not configured (set {ENABLE_HINTS[pid]})")
+            return None
+        if job.operation not in provider.operations:
+            walk.skip(pid, "unsupported", f"it does not {job.operation}")
+            return None
         call = await self._prepare(provider, job, walk)
         if call is None:
             return None
@@ -231,15 +260,17 @@ class Router:
             await ctx.before_call(call)
         circuit = self.circuits[pid]
         if ctx.dry_run and circuit.state != OPEN:
-            return ProviderResult(images=[], model=call.model, warnings=list(call.warnings))
+            return ProviderResult(
+                images=[], model=call.model, warnings=list(call.warnings), headers=call.headers
+            )
         if ctx.dry_run or not circuit.allow():
+            wait = circuit.retry_after() or 1
             walk.unavailable.append(
                 ProviderUnavailable(
-                    f"{pid} is failing; its circuit is open",
-                    provider=pid,
-                    retry_after=circuit.retry_after() or 1,
+                    f"{pid} is failing; its circuit is open", provider=pid, retry_after=wait
                 )
             )
+            walk.skip(pid, "circuit_open", f"its circuit is open (failing; retry in {wait:.0f} s)")
             return None
         try:
             return await self._attempts(provider, call, ctx, walk)
@@ -251,16 +282,18 @@ class Router:
 
     async def _prepare(self, provider: Provider, job: Job, walk: _Walk) -> PreparedCall | None:
         await provider.refresh_catalog()
-        fallback = bool(walk.attempts or walk.refusals or walk.unavailable)
+        called = any(not a.skipped for a in walk.attempts)
+        fallback = called or bool(walk.refusals or walk.unavailable)
         try:
-            return provider.prepare_fallback(job) if fallback else provider.prepare(job)
+            return provider.prepare_checked(job, fallback=fallback)
         except ValidationFailed as exc:
             metrics.VALIDATION_FAILURES.labels(provider=provider.id, operation=job.operation).inc()
             if walk.alone:
                 raise
-            walk.refusals.extend(
-                exc.errors or [FieldError((), exc.detail, f"{provider.id}: {exc.detail}")]
-            )
+            refusals = exc.errors or [FieldError((), exc.detail, f"{provider.id}: {exc.detail}")]
+            walk.refusals.extend(refusals)
+            why = "; ".join(e.limit or e.msg for e in refusals)
+            walk.skip(provider.id, exc.code, f"its limits refuse this request ({why})")
             return None
 
     # ------------------------------------------------------------------ attempts
@@ -295,7 +328,7 @@ class Router:
     ) -> ProviderResult:
         pid, op = provider.id, call.operation
         bulkhead = self.bulkheads[pid]
-        await bulkhead.acquire(ctx.deadline.check(pid))
+        await bulkhead.acquire(ctx.deadline.check(pid), call.calls)
         started = self._clock()
         try:
             result = await provider.execute(call, ctx)
@@ -304,8 +337,9 @@ class Router:
             metrics.UPSTREAM_ERRORS.labels(provider=pid, operation=op, reason=_reason(exc)).inc()
             raise
         finally:
-            bulkhead.release()
+            bulkhead.release(call.calls)
         self._record(pid, op, "ok", started, walk, failed=False)
+        result.headers.update(call.headers)
         return result
 
     def _record(
@@ -321,8 +355,8 @@ class Router:
     # ------------------------------------------------------------------ results
 
     def _outcome(self, pid: str, result: ProviderResult, walk: _Walk) -> Outcome:
-        warnings = list(result.warnings)
-        if len(walk.attempts) > 1:
+        warnings = [*result.warnings, *walk.skips]
+        if sum(not a.skipped for a in walk.attempts) > 1:
             warnings.append("attempts: " + ", ".join(a.label() for a in walk.attempts))
         return Outcome(result, pid, walk.attempts, walk.upstream_seconds, warnings)
 

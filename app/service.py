@@ -135,11 +135,12 @@ class GatewayService:
 def _record_attempts(state: Any, ctx: CallContext) -> None:
     """What the middleware logs and the error handler reports, success or not."""
     attempts = ctx.attempts
-    state.attempts = len(attempts)
+    state.attempts = sum(not a.skipped for a in attempts)
     state.attempt_labels = ", ".join(a.label() for a in attempts)
     state.upstream_s = sum(a.seconds for a in attempts)
-    if attempts:
-        state.provider = attempts[-1].provider
+    called = [a for a in attempts if not a.skipped]
+    if called:
+        state.provider = called[-1].provider
 
 
 def negotiate(accept: str | None, job: Job) -> str | None:
@@ -199,6 +200,7 @@ def result_headers(
     outcome: Outcome, attempt_labels: str, cost: Cost | None = None
 ) -> dict[str, str]:
     headers = {
+        **outcome.result.headers,  # Deprecation / Sunset of a deprecated model
         "x-image-gateway-provider": outcome.provider,
         "x-image-gateway-model": outcome.result.model,
         "x-image-gateway-attempts": attempt_labels,

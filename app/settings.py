@@ -10,6 +10,7 @@ start-up with a message that names the variable, never at the first request.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,13 +36,42 @@ def _read_secret_file(path: Path | None, current: SecretStr | None) -> SecretStr
     return SecretStr(value) if value else None
 
 
+ModelAliases = dict[str, str]
+
+
+class GeminiModelSettings(BaseModel):
+    """A Gemini image model added by configuration (``IMAGE_GATEWAY_VERTEX__EXTRA_MODELS``, a
+    JSON list): its id, the built-in model whose limits it starts from, and what differs."""
+
+    model_config = {"extra": "forbid"}
+
+    model: str = Field(min_length=1)
+    like: str = "gemini-3.1-flash-image"
+    status: Literal["ga", "preview", "deprecated"] | None = None
+    #: The day the model was deprecated (the ``Deprecation`` header) and the day it stops.
+    deprecated: date | None = None
+    sunset: date | None = None
+    replacement: str | None = None
+    locations: list[str] | None = None
+    aspect_ratios: list[str] | None = None
+    image_sizes: list[str] | None = None
+    thinking_levels: list[str] | None = None
+    max_input_images: int | None = Field(default=None, ge=0)
+    prompt_max_tokens: int | None = Field(default=None, gt=0)
+
+
 class VertexSettings(BaseModel):
     project: str | None = None
     location: str = "us-central1"
     #: Defaults to the regional endpoint derived from ``location`` (vendors.md §1.1).
     base_url: str | None = None
-    upscale_model: str = "imagegeneration@002"
-    generate_model: str = "imagen-3.0-generate-002"
+    #: The host of ``location=global`` (no region prefix, vendors-2026 §2.1), used for
+    #: models served only there (``gemini-3.1-flash-image``).
+    global_base_url: str | None = None
+    upscale_model: str = "imagen-4.0-upscale-preview"
+    generate_model: str = "gemini-3.1-flash-image"
+    extra_models: list[GeminiModelSettings] = Field(default_factory=list)
+    model_aliases: ModelAliases = Field(default_factory=dict)
     #: A service-account key file; when absent, Application Default Credentials are used
     #: (which also honour ``GOOGLE_APPLICATION_CREDENTIALS``).
     credentials_file: Path | None = None
@@ -53,11 +83,16 @@ class VertexSettings(BaseModel):
 
     @property
     def endpoint(self) -> str:
+        return self.endpoint_for(self.location)
+
+    def endpoint_for(self, location: str) -> str:
+        """The host of ``location``: regional with a prefix, ``global`` without one."""
+        if location == "global":
+            override = self.global_base_url or self.base_url
+            return override.rstrip("/") if override else "https://aiplatform.googleapis.com"
         if self.base_url:
             return self.base_url.rstrip("/")
-        if self.location == "global":
-            return "https://aiplatform.googleapis.com"
-        return f"https://{self.location}-aiplatform.googleapis.com"
+        return f"https://{location}-aiplatform.googleapis.com"
 
 
 class VeniceSettings(BaseModel):
@@ -65,6 +100,9 @@ class VeniceSettings(BaseModel):
     api_key_file: Path | None = None
     base_url: str = "https://api.venice.ai/api/v1"
     generate_model: str = "venice-sd35"
+    model_aliases: ModelAliases = Field(default_factory=dict)
+    #: How long the key's limits from ``GET /api_keys/rate_limits`` are trusted.
+    rate_limits_ttl_s: float = Field(default=300.0, gt=0)
     #: ``2025`` is the seed-era upscale schema (the contract); ``2026`` is the schema Venice
     #: moved to on 2026-07-09 (vendors.md §2.2b).
     upscale_schema: Literal["2025", "2026"] = "2025"
@@ -86,6 +124,7 @@ class DeepImageSettings(BaseModel):
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     base_url: str = "https://deep-image.ai"
+    model_aliases: ModelAliases = Field(default_factory=dict)
     #: Largest result download accepted from ``result_url``.
     max_result_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     timeout_s: float = Field(default=120.0, gt=0)

@@ -14,18 +14,22 @@ Limits are data (``ModelLimits``), read by validation, ``GET /v1/providers`` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from email.utils import format_datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
 
 from app import codec
-from app.errors import FieldError, UpstreamTimeout, ValidationFailed
+from app.errors import FieldError, ModelDiscontinued, UpstreamTimeout, ValidationFailed
 from app.images import ImageInfo
 from app.schemas import GenerateParams, UpscaleParams
 from app.settings import Settings
@@ -74,6 +78,54 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+LifecycleStatus = Literal["ga", "preview", "deprecated", "discontinued"]
+
+
+class Lifecycle(BaseModel):
+    """Where a model stands with its vendor. A discontinued model is refused before any call
+    (422 ``model_discontinued`` naming ``replacement``); a deprecated one is served with a
+    warning and ``Deprecation``/``Sunset`` headers (RFC 9745 / RFC 8594)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: LifecycleStatus = "ga"
+    #: The day the vendor released it (GA or preview).
+    released: date | None = None
+    #: The day it was (or will be) deprecated: announced, still served.
+    deprecated: date | None = None
+    #: The day it stops (stopped) answering: retirement, shutdown or discontinuation.
+    sunset: date | None = None
+    replacement: str | None = None
+    #: Where the facts come from, or what is not confirmed.
+    note: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """``Deprecation`` (RFC 9745: ``@`` + Unix seconds) and ``Sunset`` (RFC 8594: an
+        HTTP-date) for a deprecated model; nothing otherwise."""
+        if self.status != "deprecated":
+            return {}
+        out = {"deprecation": f"@{_epoch(self.deprecated)}" if self.deprecated else "@0"}
+        if self.sunset is not None:
+            out["sunset"] = format_datetime(_midnight(self.sunset), usegmt=True)
+        return out
+
+    def warning(self, provider: str, model: str) -> str | None:
+        if self.status != "deprecated":
+            return None
+        text = f"{provider}: model {model} is deprecated"
+        if self.sunset is not None:
+            text += f" and stops answering on {self.sunset.isoformat()}"
+        return text + (f"; move to {self.replacement}" if self.replacement else "")
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, dtime(0, 0), tzinfo=UTC)
+
+
+def _epoch(day: date) -> int:
+    return int(_midnight(day).timestamp())
+
+
 class ModelLimits(BaseModel):
     """What one vendor model accepts for one or both operations. ``None`` means no limit."""
 
@@ -81,6 +133,7 @@ class ModelLimits(BaseModel):
 
     model: str
     operations: tuple[Operation, ...]
+    lifecycle: Lifecycle = Lifecycle()
     # input image (upscale)
     input_formats: tuple[str, ...] = ("png", "jpeg", "webp")
     max_input_bytes: int | None = None
@@ -256,6 +309,31 @@ class PreparedCall:
     operation: Operation
     model: str
     warnings: list[str] = field(default_factory=list)
+    #: Vendor calls this request makes at once (Gemini: n images are n calls); routing
+    #: holds that many bulkhead slots.
+    calls: int = 1
+    #: Response headers the answer must carry (set by ``Provider.prepare_checked``).
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts a vendor reported for this request, summed over its calls (Gemini
+    ``usageMetadata``, vendors-2026 §2.5). What cost accounting prices."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    #: Every output token (``candidatesTokenCount``), images and text.
+    output_tokens: int = 0
+    #: Output tokens of modality IMAGE (``candidatesTokensDetails``).
+    image_output_tokens: int = 0
+    thoughts_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self))
+        )
 
 
 @dataclass
@@ -263,9 +341,11 @@ class ProviderResult:
     images: list[OutputImage]
     model: str
     warnings: list[str] = field(default_factory=list)
-    #: What the vendor reported that prices depend on, e.g. ``{"output_tokens": 1120}``
-    #: (Gemini's IMAGE tokens); the price table reads it for the actual cost.
-    usage: dict[str, int] = field(default_factory=dict)
+    #: Token usage where the vendor reports it (Gemini ``usageMetadata``), ``None``
+    #: otherwise; the price table reads ``image_output_tokens`` for the actual cost.
+    usage: Usage | None = None
+    #: Extra response headers (``Deprecation``/``Sunset`` of a deprecated model).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Deadline:
@@ -328,6 +408,13 @@ class Provider(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    @property
+    def model_aliases(self) -> Mapping[str, str]:
+        """Operator-set ``old id -> new id`` (``IMAGE_GATEWAY_<ID>__MODEL_ALIASES``)."""
+        section = getattr(getattr(self, "settings", None), self.id, None)
+        aliases = getattr(section, "model_aliases", None)
+        return aliases if isinstance(aliases, Mapping) else {}
+
     @abstractmethod
     def default_model(self, operation: Operation) -> str: ...
 
@@ -367,6 +454,49 @@ class Provider(ABC):
             default_models={op.value: self.default_model(op) for op in sorted(self.operations)},
             models=self.model_limits(),
             options_schema=schema,
+        )
+
+    def prepare_checked(self, job: Job, fallback: bool = False) -> PreparedCall:
+        """``prepare`` behind the two rules every provider shares: an operator alias maps
+        the model id (said in a warning, never silently), and the model's lifecycle decides
+        (discontinued: refused before any call; deprecated: a warning and headers)."""
+        asked = job.params.model or self.default_model(job.operation)
+        model = self.model_aliases.get(asked, asked)
+        notes: list[str] = []
+        if model != asked:
+            notes.append(
+                f"{self.id}: model {asked} is served by {model} "
+                f"(operator alias, IMAGE_GATEWAY_{self.id.upper()}__MODEL_ALIASES)"
+            )
+            params = job.params.model_copy(update={"model": model})
+            job = dataclasses.replace(job, params=params)  # type: ignore[arg-type]
+        lifecycle = self.lifecycle_of(model, job.operation)
+        if lifecycle is not None and lifecycle.status == "discontinued":
+            raise self.discontinued(model, lifecycle)
+        call = self.prepare_fallback(job) if fallback else self.prepare(job)
+        if lifecycle is not None:
+            notice = lifecycle.warning(self.id, model)
+            call.warnings[:0] = [*notes, *([notice] if notice else [])]
+            call.headers.update(lifecycle.headers())
+        else:
+            call.warnings[:0] = notes
+        return call
+
+    def lifecycle_of(self, model: str, operation: Operation) -> Lifecycle | None:
+        for row in self.model_limits():
+            if row.model == model and operation in row.operations:
+                return row.lifecycle
+        return None
+
+    def discontinued(self, model: str, lifecycle: Lifecycle) -> ModelDiscontinued:
+        when = f" on {lifecycle.sunset.isoformat()}" if lifecycle.sunset else ""
+        instead = lifecycle.replacement or self.default_model(Operation.GENERATE)
+        limit = f"{self.id}: model {model} was discontinued{when}; use {instead}"
+        return ModelDiscontinued(
+            limit,
+            errors=[FieldError(("model",), f"model {model} is discontinued", limit)],
+            provider=self.id,
+            replacement=instead,
         )
 
     def limits_for(self, model: str, operation: Operation) -> ModelLimits:

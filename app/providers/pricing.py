@@ -179,7 +179,7 @@ def estimate_facts(job: Job) -> CallFacts:
 def actual_facts(job: Job, result: ProviderResult) -> CallFacts:
     """What the vendor returned: the images, the tokens it reported, the scale it applied."""
     images = len(result.images)
-    tokens = result.usage.get("output_tokens")
+    tokens = result.usage.image_output_tokens if result.usage else None
     if isinstance(job, UpscaleJob):
         first = result.images[0] if result.images else None
         scale = first.width / job.image.info.width if first and first.width else None

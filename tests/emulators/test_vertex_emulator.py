@@ -1,6 +1,7 @@
-"""The Vertex emulator itself enforces vendors.md §1.8: Google's JWT-bearer token endpoint,
-bearer-token checks, routing on the model in the path, per-model validation with google.rpc
-error bodies, and answers with real images of the documented sizes."""
+"""The Vertex emulator itself enforces vendors-2026 §2/§7 and vendors.md §1.8: Google's
+JWT-bearer token endpoint, bearer-token checks, the regional and global hosts, per-model
+``generateContent`` rules with google.rpc error bodies, 404 for every discontinued id, the
+fault modes, and the upscale preview answering real images of the documented sizes."""
 
 from __future__ import annotations
 
@@ -25,17 +26,16 @@ from PIL import Image
 from tests.conftest import png_bytes
 from tests.emulators.common import EmulatorServer, Fault
 from tests.emulators.vertex import (
-    ALL_FILTERED,
     CLOUD_PLATFORM,
+    GLOBAL_PREFIX,
     GOOGLE_TOKEN_URI,
     JWT_BEARER,
-    PROMPT_BLOCKED,
-    SEED_WITH_WATERMARK,
     IssuedToken,
     VertexState,
     create_app,
     rpc_error,
 )
+from tests.emulators.vertex_gemini import DISCONTINUED, MULTIPLE_CANDIDATES, RESOURCE_EXHAUSTED
 from tests.process import free_port
 
 EMAIL = "tester@emulated.iam.gserviceaccount.com"
@@ -43,11 +43,16 @@ KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 KID = "k1"
 PNG = png_bytes(32, 24)
 NOW = int(time.time())
-UPSCALE_4 = "imagen-4.0-upscale-preview"
+UP = "imagen-4.0-upscale-preview"
+G25, G3P, G31 = "gemini-2.5-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-image"
 
 
-def model_path(model: str, project: str = "p") -> str:
-    return f"/v1/projects/{project}/locations/us-central1/publishers/google/models/{model}:predict"
+def model_path(model: str, method: str, project: str = "p", location: str = "us-central1") -> str:
+    prefix = GLOBAL_PREFIX if location == "global" else ""
+    return (
+        f"{prefix}/v1/projects/{project}/locations/{location}/publishers/google/models/"
+        f"{model}:{method}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,36 +108,51 @@ def token(client: httpx.Client) -> str:
     return value
 
 
-def predict(
-    client: httpx.Client, model: str, body: dict[str, Any], bearer: str | None = None, **kwargs: Any
+def call(
+    client: httpx.Client,
+    model: str,
+    body: dict[str, Any],
+    bearer: str | None = None,
+    location: str | None = None,
+    **kwargs: Any,
 ) -> httpx.Response:
-    headers = {"authorization": f"Bearer {bearer or token(client)}", **kwargs.pop("headers", {})}
-    return client.post(model_path(model, **kwargs), json=body, headers=headers)
+    method = "predict" if model == UP else "generateContent"
+    where = location or ("global" if model in (G31, G3P) else "us-central1")
+    headers = {"authorization": f"Bearer {bearer or token(client)}"}
+    return client.post(
+        model_path(model, method, location=where, **kwargs), json=body, headers=headers
+    )
 
 
-def gen(prompt: str = "a cat", **parameters: Any) -> dict[str, Any]:
-    return {"instances": [{"prompt": prompt}], "parameters": parameters}
-
-
-def up(
-    data: bytes = PNG, factor: str | None = "x2", legacy: bool = True, **parameters: Any
-) -> dict[str, Any]:
-    image = {"bytesBase64Encoded": base64.b64encode(data).decode()}
-    instance = {"prompt": "", "image": image} if legacy else {"image": image}
-    config = {"upscaleConfig": {"upscaleFactor": factor}} if factor else {}
+def gen(prompt: str = "a cat", **config: Any) -> dict[str, Any]:
+    image = config.pop("image", None)
+    generation = {"responseModalities": ["IMAGE"], **config}
+    if image is not None:
+        generation["imageConfig"] = image
     return {
-        "instances": [instance],
-        "parameters": {"mode": "upscale", "sampleCount": 1, **config, **parameters},
+        "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+        "generationConfig": generation,
     }
 
 
-def sizes(response: httpx.Response) -> list[tuple[str, int, int]]:
+def up(data: bytes = PNG, factor: str = "x2", **parameters: Any) -> dict[str, Any]:
+    image = {"bytesBase64Encoded": base64.b64encode(data).decode(), "mimeType": "image/png"}
+    return {
+        "instances": [{"image": image}],
+        "parameters": {"mode": "upscale", "sampleCount": 1,
+                       "upscaleConfig": {"upscaleFactor": factor}, **parameters},
+    }  # fmt: skip
+
+
+def images(response: httpx.Response) -> list[tuple[str, int, int]]:
+    """(mime, width, height) of each non-thought image part."""
     out = []
-    for prediction in response.json()["predictions"]:
-        if "bytesBase64Encoded" in prediction:
-            image = Image.open(io.BytesIO(base64.b64decode(prediction["bytesBase64Encoded"])))
-            assert prediction["mimeType"] == Image.MIME[str(image.format)]
-            out.append((prediction["mimeType"], image.width, image.height))
+    for part in response.json()["candidates"][0]["content"]["parts"]:
+        data = part.get("inlineData")
+        if data and not part.get("thought"):
+            image = Image.open(io.BytesIO(base64.b64decode(data["data"])))
+            assert data["mimeType"] == Image.MIME[str(image.format)]
+            out.append((data["mimeType"], image.width, image.height))
     return out
 
 
@@ -220,21 +240,21 @@ def test_the_grant_type_and_form_encoding_are_required(client: httpx.Client) -> 
 
 
 def test_missing_credentials_are_401_credentials_missing(client: httpx.Client) -> None:
-    response = client.post(model_path("imagen-3.0-generate-002"), json=gen())
+    response = client.post(model_path(G25, "generateContent"), json=gen())
     assert rpc(response)[:2] == (401, "UNAUTHENTICATED")
     assert response.json()["error"]["details"][0]["reason"] == "CREDENTIALS_MISSING"
     assert "scaffolding on HTTPServer2" in response.headers["server"]
 
 
 def test_api_keys_are_refused(client: httpx.Client) -> None:
-    response = client.post(model_path("imagen-3.0-generate-002") + "?key=AIza-test", json=gen())
+    response = client.post(model_path(G25, "generateContent") + "?key=AIza-test", json=gen())
     assert rpc(response)[2].startswith("API keys are not supported by this API.")
 
 
 @pytest.mark.parametrize("header", ["Bearer ya29.not-issued-here", "Basic dXNlcjpwYXNz"])
 def test_tokens_it_did_not_issue_are_401(client: httpx.Client, header: str) -> None:
     response = client.post(
-        model_path("imagen-3.0-generate-002"), json=gen(), headers={"authorization": header}
+        model_path(G25, "generateContent"), json=gen(), headers={"authorization": header}
     )
     assert rpc(response)[2].startswith("Request had invalid authentication credentials.")
 
@@ -245,7 +265,7 @@ def test_revoked_and_expired_tokens_are_401(client: httpx.Client, state: VertexS
     expired = token(client)
     state.clock = lambda: time.time() + 3600
     for bearer in (revoked, expired):
-        response = predict(client, "imagen-3.0-generate-002", gen(), bearer=bearer)
+        response = call(client, G25, gen(), bearer=bearer)
         assert response.json()["error"]["details"][0]["reason"] == "ACCESS_TOKEN_EXPIRED"
 
 
@@ -253,213 +273,167 @@ def test_a_token_without_the_cloud_platform_scope_is_403(
     client: httpx.Client, state: VertexState
 ) -> None:
     state.tokens["ya29.narrow"] = IssuedToken(EMAIL, ("openid",), time.time() + 60)
-    response = predict(client, "imagen-3.0-generate-002", gen(), bearer="ya29.narrow")
+    response = call(client, G25, gen(), bearer="ya29.narrow")
     assert rpc(response)[:2] == (403, "PERMISSION_DENIED")
 
 
 def test_another_project_is_403_permission_denied(client: httpx.Client, state: VertexState) -> None:
     state.project = "mine"
-    response = predict(client, "imagen-3.0-generate-002", gen(), project="theirs")
+    response = call(client, G25, gen(), project="theirs")
     assert rpc(response)[2].startswith(
         "Permission 'aiplatform.endpoints.predict' denied on resource"
     )
-    assert predict(client, "imagen-3.0-generate-002", gen(), project="mine").status_code == 200
+    assert call(client, G25, gen(), project="mine").status_code == 200
 
 
-# --------------------------------------------------------------------------- routing
+# --------------------------------------------------------------------------- hosts and routing
 
 
-def test_unknown_model_is_404_with_the_publisher_model_message(client: httpx.Client) -> None:
-    response = predict(client, "imagen-9.0-generate-001", gen())
+def test_the_global_host_serves_global_and_the_regional_host_its_region(
+    client: httpx.Client,
+) -> None:
+    assert call(client, G25, gen(), location="global").status_code == 200
+    assert call(client, G25, gen(), location="us-central1").status_code == 200
+    bearer = {"authorization": f"Bearer {token(client)}"}
+    # global on the regional host, a region on the global host, another region here: 400
+    for path in (
+        model_path(G25, "generateContent", location="global").removeprefix(GLOBAL_PREFIX),
+        GLOBAL_PREFIX + model_path(G25, "generateContent"),
+        model_path(G25, "generateContent", location="europe-west4"),
+    ):
+        assert rpc(client.post(path, json=gen(), headers=bearer))[:2] == (400, "INVALID_ARGUMENT")
+
+
+def test_a_global_only_model_is_404_on_a_region(client: httpx.Client) -> None:
+    response = call(client, G31, gen(), location="us-central1")
     assert rpc(response) == (
         404,
         "NOT_FOUND",
-        "Publisher Model `projects/p/locations/us-central1/"
-        "publishers/google/models/imagen-9.0-generate-001` not found.",
+        "Publisher Model `projects/p/locations/us-central1/publishers/google/models/"
+        "gemini-3.1-flash-image` not found.",
     )
+    assert call(client, G31, gen()).status_code == 200
 
 
-def test_model_names_with_at_route_whether_encoded_or_not(client: httpx.Client) -> None:
-    bearer = token(client)
-    plain = client.post(
-        model_path("imagegeneration@002"),
-        json=gen(sampleCount=1),
-        headers={"authorization": f"Bearer {bearer}"},
-    )
-    encoded = client.post(
-        model_path("imagegeneration%40002"),
-        json=gen(sampleCount=1),
-        headers={"authorization": f"Bearer {bearer}"},
-    )
-    assert plain.status_code == encoded.status_code == 200
+@pytest.mark.parametrize("model", sorted(DISCONTINUED))
+def test_every_discontinued_id_is_404_not_found(client: httpx.Client, model: str) -> None:
+    for method, location in (("generateContent", "global"), ("predict", "us-central1")):
+        path = model_path(model, method, location=location)
+        response = client.post(
+            path, json=gen(), headers={"authorization": f"Bearer {token(client)}"}
+        )
+        assert rpc(response)[:2] == (404, "NOT_FOUND")
 
 
-# --------------------------------------------------------------------------- validation
-
-G32, G31, G4 = "imagen-3.0-generate-002", "imagen-3.0-generate-001", "imagen-4.0-generate-001"
-I6, I5, I2, UP4 = "imagegeneration@006", "imagegeneration@005", "imagegeneration@002", UPSCALE_4
-UP4_X2 = {"upscaleConfig": {"upscaleFactor": "x2"}}
+def test_upscale_is_predict_only_on_the_regional_host(client: httpx.Client) -> None:
+    assert call(client, UP, up()).status_code == 200
+    assert rpc(call(client, UP, up(), location="global"))[0] == 404
 
 
-def only_image(**image: Any) -> dict[str, Any]:
-    return {"instances": [{"image": image}], "parameters": UP4_X2}
-
+# --------------------------------------------------------------------------- generateContent rules
 
 # fmt: off
 INVALID: list[tuple[str, dict[str, Any], str]] = [
-    (G32, gen(sampleCount=5), "sampleCount must be between 1 and 4"),
-    (I2, gen(sampleCount=9), "sampleCount must be between 1 and 8"),
-    (G32, gen(sampleCount="2"), 'Invalid value at "parameters.sampleCount"'),
-    (I5, gen(aspectRatio="16:9"), "aspectRatio '16:9' is not supported"),
-    (G4, gen(aspectRatio="2:3"), "aspectRatio '2:3' is not supported"),
-    (G4, gen(sampleImageSize="4K"), "sampleImageSize '4K' is not supported"),
-    ("imagen-4.0-fast-generate-001", gen(sampleImageSize="2K"), "sampleImageSize is not supported"),
-    (G32, gen(sampleImageSize="1K"), "sampleImageSize '1K' is not supported"),
-    (G32, gen(negativePrompt="fog"), "negativePrompt is not supported"),
-    ("imagen-4.0-ultra-generate-001", gen(negativePrompt="fog"), "negativePrompt is not supported"),
-    (G31, gen(enhancePrompt=False), "enhancePrompt is not supported"),
-    (G32, gen(seed=5), SEED_WITH_WATERMARK),
-    (I5, gen(seed=5, addWatermark=True), SEED_WITH_WATERMARK),
-    (G32, gen(seed=0, addWatermark=False), "seed must be between 1 and 2147483647"),
-    (G32, gen(personGeneration="everyone"), "personGeneration 'everyone'"),
-    (I5, gen(safetySetting="block_none"), "safetySetting is not supported"),
-    (G32, gen(language="ja"), "language is not supported"),
-    (I6, gen(sampleImageStyle="sketch"), "sampleImageStyle is not supported"),
-    (G32, gen(sample_count=2), 'Unknown name "sample_count"'),
-    (G32, {**gen(), "instance": {}}, 'Unknown name "instance"'),
-    (G32, {"instances": [{"prompt": "a"}, {"prompt": "b"}]}, "exactly one instance"),
-    (G32, gen(""), "The prompt is required."),
-    (I2, gen("cat " * 65), "longer than 64 tokens"),
-    (G32, gen(outputOptions={"mimeType": "image/webp"}), "mimeType 'image/webp'"),
-    (G32, gen(outputOptions={"compressionQuality": 101}), "between 0 and 100"),
-    (G32, gen(storageUri="s3://bucket"), "gs://"),
-    (G32, up(), "Upscaling is not supported by model imagen-3.0-generate-002"),
-    (G32, gen("a forbidden-word here"), PROMPT_BLOCKED),
-    (I2, up(factor="x3"), "upscaleFactor must be one of x2, x4"),
-    (UP4, up(factor="x5", legacy=False), "upscaleFactor must be one of x2, x3, x4"),
-    (I2, {**up(), "parameters": UP4_X2}, 'mode must be "upscale"'),
-    (I2, up(upscaleConfig={"upscaleFactor": "x2", "enhanceInputImage": True}),
-     'Unknown name "enhanceInputImage"'),
-    (I2, up(addWatermark=False), 'Unknown name "addWatermark"'),
-    (UP4, up(png_bytes(32, 24, fmt="WEBP"), legacy=False), "Unsupported image MIME type"),
-    (UP4, only_image(bytesBase64Encoded="A" * (10 * 1024 * 1024 + 4)), "at most 10 MB"),
-    (UP4, only_image(gcsUri="gs://b/i.png"), "cannot read image.gcsUri"),
-    (UP4, only_image(gcsUri="gs://b/i.png", bytesBase64Encoded="AAAA"), "Exactly one of"),
-    (UP4, only_image(bytesBase64Encoded="!!"), "could not be decoded"),
-    (UP4, up(legacy=False, imagePreservationFactor=2),
-     "Unknown name \"imagePreservationFactor\" at 'parameters'"),
-    (UP4, up(factor=None, legacy=False,
-             upscaleConfig={"upscaleFactor": "x2", "imagePreservationFactor": 2}),
-     "imagePreservationFactor must be between 0 and 1"),
+    (G25, gen(candidateCount=2), MULTIPLE_CANDIDATES),
+    (G31, gen(candidateCount=3), MULTIPLE_CANDIDATES),
+    (G25, {**gen(), "generationConfig": {"responseModalities": ["TEXT"]}}, "must include IMAGE"),
+    (G25, gen(image={"aspectRatio": "1:4"}), "aspectRatio must be one of"),
+    (G3P, gen(image={"aspectRatio": "9:21"}), "aspectRatio must be one of"),
+    (G25, gen(image={"imageSize": "1K"}), "imageSize is not supported"),
+    (G31, gen(image={"imageSize": "2k"}), "image_size: must be one of 512, 1K, 2K, 4K"),
+    (G3P, gen(image={"imageSize": "512"}), "image_size: must be one of 1K, 2K, 4K"),
+    (G25, gen(thinkingConfig={"thinkingLevel": "HIGH"}), "Thinking level is not supported"),
+    (G3P, gen(thinkingConfig={"thinkingLevel": "HIGH"}), "Thinking level is not supported"),
+    (G31, gen(thinkingConfig={"thinkingLevel": "MAX"}), "thinkingLevel must be one of"),
+    (G31, gen(image={"personGeneration": "DONT_ALLOW"}), "personGeneration must be one of"),
+    (G31, gen(image={"imageOutputOptions": {"mimeType": "image/webp"}}), "mimeType must be one"),
+    (G31, gen(image={"imageOutputOptions": {"compressionQuality": 101}}), "between 0 and 100"),
+    (G31, gen(seed=2**31), "seed must be an int32"),
+    (G31, gen(sampleCount=1), 'Unknown name "sampleCount"'),
+    (G31, {**gen(), "safetySettings": [{"category": "HARM_CATEGORY_X", "threshold": "OFF"}]},
+     "category must be one of"),
+    (G25, {"contents": [{"role": "user", "parts": [{"text": "x"}] + [
+        {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}] * 4}],
+        "generationConfig": {"responseModalities": ["IMAGE"]}}, "exceeds the maximum of 3"),
+    (UP, up(factor="x5"), "upscaleFactor must be one of x2, x3, x4"),
+    (UP, {**up(), "parameters": {"sampleCount": 1, "upscaleConfig": {"upscaleFactor": "x2"}}},
+     'mode must be "upscale"'),
+    (UP, up(png_bytes(32, 24, fmt="WEBP")), "supported: png, jpeg"),
 ]
 # fmt: on
 
 
-@pytest.mark.parametrize(
-    ("model", "body", "message"), INVALID, ids=[f"{c[0]}:{c[2][:30]}" for c in INVALID]
-)
+@pytest.mark.parametrize(("model", "body", "text"), INVALID)
 def test_invalid_requests_are_400_invalid_argument(
-    client: httpx.Client, model: str, body: dict[str, Any], message: str
+    client: httpx.Client, model: str, body: dict[str, Any], text: str
 ) -> None:
-    status, code, text = rpc(predict(client, model, body))
-    assert (status, code) == (400, "INVALID_ARGUMENT")
-    assert message in text
+    status, code, message = rpc(call(client, model, body))
+    assert (status, code) == (400, "INVALID_ARGUMENT") and text in message, message
 
-
-def test_the_upscale_4_output_cap_is_17_megapixels(client: httpx.Client) -> None:
-    buffer = io.BytesIO()
-    Image.new("RGB", (2100, 2100)).save(buffer, format="PNG")
-    response = predict(client, "imagen-4.0-upscale-preview", up(buffer.getvalue(), legacy=False))
-    assert "maximum output resolution of 17 megapixels" in rpc(response)[2]
-
-
-def test_a_body_that_is_not_json_is_400(client: httpx.Client) -> None:
-    response = client.post(
-        model_path("imagen-3.0-generate-002"),
-        content=b"{",
-        headers={"authorization": f"Bearer {token(client)}", "content-type": "application/json"},
-    )
-    assert rpc(response)[2].startswith("Invalid JSON payload received.")
-
-
-# --------------------------------------------------------------------------- answers
 
 # fmt: off
-VALID: list[tuple[str, dict[str, Any], list[tuple[str, int, int]]]] = [
-    (G31, gen(), [("image/png", 1024, 1024)] * 4),  # sampleCount defaults to 4
-    (G4, gen(sampleCount=2, aspectRatio="9:16", sampleImageSize="2k"),
-     [("image/png", 1536, 2816)] * 2),
-    ("imagen-4.0-ultra-generate-001", gen(sampleCount=1, aspectRatio="4:3",
-     outputOptions={"mimeType": "image/jpeg", "compressionQuality": 60}),
-     [("image/jpeg", 1280, 896)]),
-    (G32, gen(sampleCount=1, personGeneration="ALLOW_ALL", safetySetting="BLOCK_FEW"),
-     [("image/png", 1024, 1024)]),
-    (I6, gen(sampleCount=1, language="zh-TW", negativePrompt="fog"), [("image/png", 1024, 1024)]),
-    (I5, gen(sampleCount=1, seed=9), [("image/png", 1024, 1024)]),
-    (I2, gen(sampleCount=8, sampleImageStyle="sketch"), [("image/png", 1024, 1024)] * 8),
-    (G32, gen(sampleCount=1, seed=9, addWatermark=False), [("image/png", 1024, 1024)]),
-    (I2, up(png_bytes(32, 24, fmt="JPEG"), factor="x4"), [("image/png", 128, 96)]),
-    (I2, up(png_bytes(256, 128), factor=None, sampleImageSize="1024"), [("image/png", 1024, 512)]),
-    (UP4, up(factor="x3", legacy=False, addWatermark=False,
-             outputOptions={"mimeType": "image/jpeg"}), [("image/jpeg", 96, 72)]),
-    (UP4, up(factor="x2", legacy=True), [("image/png", 64, 48)]),  # the locale copies' shape
+SIZES = [
+    (G25, {"aspectRatio": "16:9"}, (1344, 768)),
+    (G25, {}, (1024, 1024)),
+    (G3P, {"aspectRatio": "3:4", "imageSize": "2K"}, (1792, 2400)),
+    (G3P, {"aspectRatio": "16:9", "imageSize": "4K"}, (5504, 3072)),
+    (G31, {"aspectRatio": "21:9"}, (1584, 672)),
+    (G31, {"aspectRatio": "1:8", "imageSize": "1K"}, (384, 3072)),
 ]
 # fmt: on
 
 
-@pytest.mark.parametrize(
-    ("model", "body", "expected"), VALID, ids=[f"{c[0]}-{i}" for i, c in enumerate(VALID)]
-)
-def test_valid_requests_answer_images_of_the_documented_size(
-    client: httpx.Client, model: str, body: dict[str, Any], expected: list[tuple[str, int, int]]
+@pytest.mark.parametrize(("model", "image", "size"), SIZES)
+def test_answers_one_image_of_the_documented_size_plus_a_thought(
+    client: httpx.Client, model: str, image: dict[str, Any], size: tuple[int, int]
 ) -> None:
-    response = predict(client, model, body)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/json; charset=UTF-8"
-    assert sizes(response) == expected
+    response = call(client, model, gen(image=image))
+    assert images(response) == [("image/png", *size)]
+    usage = response.json()["usageMetadata"]
+    assert usage["candidatesTokensDetails"][0]["modality"] == "IMAGE"
 
 
-def test_filtered_images_are_dropped_or_explained(client: httpx.Client, state: VertexState) -> None:
-    state.filter_images = 1
-    some = predict(
-        client, "imagen-3.0-generate-001", gen(sampleCount=3, includeRaiReason=True)
-    ).json()
-    assert len(some["predictions"]) == 3 and "raiFilteredReason" in some["predictions"][-1]
-    state.filter_images = 8
-    every = predict(
-        client, "imagen-3.0-generate-001", gen(sampleCount=2, includeRaiReason=True)
-    ).json()
-    silent = predict(client, "imagen-3.0-generate-001", gen(sampleCount=2))
-    assert every == {"predictions": [{"raiFilteredReason": ALL_FILTERED}]}
-    assert (silent.status_code, silent.json()) == (200, {})
+def test_image_output_options_pick_jpeg(client: httpx.Client) -> None:
+    options = {"imageOutputOptions": {"mimeType": "image/jpeg", "compressionQuality": 40}}
+    assert images(call(client, G31, gen(image=options))) == [("image/jpeg", 1024, 1024)]
 
 
-def test_extras_positive_prompt_enhanced_prompt_and_cloud_storage(client: httpx.Client) -> None:
-    safety = predict(
-        client, "imagen-3.0-generate-002", gen(sampleCount=2, includeSafetyAttributes=True)
-    ).json()
-    images, extra = safety["predictions"][:2], safety["predictions"][2]
-    assert all("safetyAttributes" in p and p["prompt"].startswith("a cat, ") for p in images)
-    assert extra == {
-        "contentType": "Positive Prompt",
-        "safetyAttributes": {"categories": [], "scores": []},
-    }
-    plain = predict(
-        client, "imagen-3.0-generate-002", gen(sampleCount=1, enhancePrompt=False)
-    ).json()
-    assert "prompt" not in plain["predictions"][0]
-    stored = predict(
-        client, "imagen-3.0-generate-001", gen(sampleCount=1, storageUri="gs://b/o")
-    ).json()
-    assert stored == {"predictions": [{"mimeType": "image/png", "gcsUri": "gs://b/o/sample_0.png"}]}
+def test_a_blocked_prompt_is_200_with_prompt_feedback(client: httpx.Client) -> None:
+    response = call(client, G31, gen("a forbidden-word"))
+    assert response.status_code == 200
+    assert response.json()["promptFeedback"]["blockReason"] == "PROHIBITED_CONTENT"
+    assert "candidates" not in response.json()
+
+
+def test_no_image_answers_are_served_in_turn(client: httpx.Client, state: VertexState) -> None:
+    state.gemini.no_image_next = ["NO_IMAGE", "IMAGE_SAFETY"]
+    reasons = [call(client, G31, gen()).json()["candidates"][0]["finishReason"] for _ in range(3)]
+    assert reasons == ["NO_IMAGE", "IMAGE_SAFETY", "STOP"]
 
 
 def test_faults_are_served_and_recorded(client: httpx.Client, state: VertexState) -> None:
-    quota = rpc_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")
-    state.add_fault(Fault(kind="status", status=429, body=quota, path=":predict"))
-    response = predict(client, "imagen-3.0-generate-002", gen())
+    quota = rpc_error(429, "RESOURCE_EXHAUSTED", RESOURCE_EXHAUSTED)
+    state.add_fault(Fault(kind="status", status=429, body=quota, path=":generateContent"))
+    response = call(client, G31, gen())
     assert (response.status_code, response.json()) == (429, quota)
-    assert len(state.predict_requests()) == 1
+    assert len(state.generate_requests()) == 1
+
+
+# --------------------------------------------------------------------------- upscale
+
+
+@pytest.mark.parametrize("factor", ["x2", "x3", "x4"])
+def test_upscale_answers_the_factor(client: httpx.Client, factor: str) -> None:
+    response = call(client, UP, up(factor=factor))
+    prediction = response.json()["predictions"][0]
+    image = Image.open(io.BytesIO(base64.b64decode(prediction["bytesBase64Encoded"])))
+    assert image.size == (32 * int(factor[1]), 24 * int(factor[1]))
+
+
+def test_the_upscale_output_cap_is_17_megapixels(client: httpx.Client) -> None:
+    assert call(client, UP, up(png_bytes(1030, 1031), factor="x4")).status_code == 200
+    refused = call(client, UP, up(png_bytes(1031, 1031), factor="x4"))
+    assert "17 megapixels" in rpc(refused)[2]
 
 
 # --------------------------------------------------------------------------- runs alone
@@ -468,15 +442,8 @@ def test_faults_are_served_and_recorded(client: httpx.Client, state: VertexState
 def test_runs_alone_and_writes_a_key_it_trusts(tmp_path: Path) -> None:
     port, keyfile = free_port(), tmp_path / "key.json"
     root = Path(__file__).resolve().parents[2]
-    command = [
-        sys.executable,
-        "-m",
-        "tests.emulators.vertex",
-        "--port",
-        str(port),
-        "--key-file",
-        str(keyfile),
-    ]
+    command = [sys.executable, "-m", "tests.emulators.vertex", "--port", str(port),
+               "--key-file", str(keyfile)]  # fmt: skip
     with subprocess.Popen(
         command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     ) as proc:
@@ -487,15 +454,15 @@ def test_runs_alone_and_writes_a_key_it_trusts(tmp_path: Path) -> None:
             )
             credentials.refresh(google.auth.transport.requests.Request())
             response = httpx.post(
-                url + model_path("imagegeneration@002"),
-                json=gen(sampleCount=1),
+                url + model_path(G31, "generateContent", location="global"),
+                json=gen(),
                 headers={"authorization": f"Bearer {credentials.token}"},
                 trust_env=False,
             )
         finally:
             proc.terminate()
     assert response.status_code == 200
-    assert sizes(response) == [("image/png", 1024, 1024)]
+    assert images(response) == [("image/png", 1024, 1024)]
     assert json.loads(keyfile.read_text())["token_uri"] == f"http://127.0.0.1:{port}/token"
 
 
