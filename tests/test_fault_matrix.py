@@ -67,7 +67,7 @@ VENDORS = {
         vertex.VertexState,
         vertex.create_app,
         lambda srv: vertex_settings(srv),
-        ":predict",
+        "/publishers/google/models/",
         lambda status: vertex.rpc_error(status, _RPC.get(status, "UNKNOWN"), "emulated"),
     ),
 }
@@ -85,6 +85,7 @@ def vertex_settings(server: EmulatorServer) -> dict[str, Any]:
         "project": "p",
         "location": "us-central1",
         "base_url": server.url,
+        "global_base_url": server.url + vertex.GLOBAL_PREFIX,
         "credentials_file": str(path),
     }
 
@@ -219,7 +220,10 @@ async def test_connection_refused_is_retried_then_503(
 ) -> None:
     spec, server = vendor
     values = spec.settings(server)
-    values["base_url"] = values["base_url"].replace(str(server.port), str(free_port()))
+    dead = str(free_port())
+    for key in ("base_url", "global_base_url"):
+        if key in values:
+            values[key] = values[key].replace(str(server.port), dead)
     async with gateway(settings_for(spec, server, **{spec.name: values})) as client:
         response = await client.post("/v1/generate", json=GENERATE)
     assert (response.status_code, response.json()["code"]) == (503, "provider_unavailable")

@@ -41,7 +41,17 @@ async def test_json_upscale_returns_base64_with_dimensions() -> None:
     assert (image["width"], image["height"], image["mime_type"]) == (80, 60, "image/png")
     assert decoded(base64.b64decode(image["data"])).size == (80, 60)
     assert body["timing"]["total_ms"] >= body["timing"]["upstream_ms"] >= 0
-    assert body["warnings"] == []
+    # nothing is silent: the providers passed over on the way to local say why
+    assert body["warnings"] == [
+        "vertex skipped: not configured (set IMAGE_GATEWAY_VERTEX__PROJECT (plus Google "
+        "Application Default Credentials))",
+        "venice skipped: not configured (set IMAGE_GATEWAY_VENICE__API_KEY)",
+        "deepimage skipped: not configured (set IMAGE_GATEWAY_DEEPIMAGE__API_KEY)",
+    ]
+    assert response.headers["x-image-gateway-attempts"] == (
+        "vertex:skipped:not_configured, venice:skipped:not_configured, "
+        "deepimage:skipped:not_configured, local:ok"
+    )
 
 
 async def test_multipart_upscale_to_raw_png() -> None:
