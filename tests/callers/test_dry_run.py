@@ -17,11 +17,11 @@ from app.providers.registry import build_providers
 from app.routing import Router
 from tests.callers.vendors import Vendors, vendor_emulators
 from tests.conftest import gateway, make_settings, png_bytes
-from tests.providers import test_deepimage, test_venice, test_vertex
+from tests.providers import test_deepimage, test_venice, test_vertex_gemini
 
 pytestmark = pytest.mark.anyio
 
-G4 = "imagen-4.0-generate-001"
+G31 = "gemini-3.1-flash-image"
 IMAGE = base64.b64encode(png_bytes(256, 256)).decode()
 
 
@@ -48,7 +48,7 @@ async def test_a_dry_run_answers_provider_model_estimate_and_warnings(vendors: V
                 "prompt": "a fox",
                 "n": 3,
                 "provider": "vertex",
-                "model": "imagen-4.0-generate-001",
+                "model": G31,
             },
         )
         assert vendors.requests() == 0
@@ -64,8 +64,8 @@ async def test_a_dry_run_answers_provider_model_estimate_and_warnings(vendors: V
     body = generate.json()
     assert (body["provider"], body["model"], body["cost"]["usd"]) == (
         "vertex",
-        G4,
-        pytest.approx(0.12),
+        G31,
+        pytest.approx(3 * 1120 * 60 / 1_000_000),  # 3 images of 1120 tokens at $60/1M
     )
 
 
@@ -132,7 +132,7 @@ def venice_cases() -> list[Any]:
 def vertex_cases() -> list[Any]:
     return [
         pytest.param("vertex", (lambda job=job: job), "2025", False, id=f"vertex-{model}-{i}")
-        for i, (model, job, _) in enumerate(test_vertex.REJECTIONS)
+        for i, (model, job, _) in enumerate(test_vertex_gemini.REJECTIONS)
     ]
 
 

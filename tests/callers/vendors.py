@@ -57,6 +57,7 @@ class Vendors:
             "project": "p",
             "location": "us-central1",
             "base_url": self.vertex.url,
+            "global_base_url": self.vertex.url + vertex.GLOBAL_PREFIX,
             "credentials_file": str(path),
         }
 

@@ -182,6 +182,10 @@ REFUSALS: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
 # fmt: on
 
 
+#: (model, job, limit) of each refusal, for suites that replay them (tests/callers dry run).
+REJECTIONS = [(p.get("model", G31), generate(**p), limit) for p, _, limit in REFUSALS]
+
+
 @pytest.mark.parametrize(("params", "loc", "limit"), REFUSALS)
 async def test_the_table_refuses_before_any_request(
     provider: VertexProvider, state: VertexState, params: dict[str, Any], loc: tuple[Any, ...],
