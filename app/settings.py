@@ -242,6 +242,11 @@ class OpenAISettings(BaseModel):
     #: Model names callers may send (e.g. ``gpt-image-1``) mapped to a gateway model,
     #: ``model`` or ``provider/model``: ``gpt-image-1=venice/venice-sd35,dall-e-3=...``.
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    #: ``response_format: url``: how long the images stay fetchable (OpenAI: 60 minutes).
+    result_url_ttl_s: float = Field(default=3600.0, gt=0)
+    #: The URL callers reach the gateway at, for result URLs, when a proxy or ingress sits
+    #: in front (``https://images.example.com``); default: the request's own Host.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
     @field_validator("model_aliases", mode="before")
     @classmethod

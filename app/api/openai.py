@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from app import intake
 from app.api import openai_mapping as mapping
+from app.api import openai_results
 from app.api.openai_errors import ModelNotFound
 from app.api.openai_models import ModelIndex, ServedModel
 from app.callers import auth
@@ -28,7 +29,10 @@ router = APIRouter(tags=["openai"])
 
 
 class ImageData(BaseModel):
-    b64_json: str = Field(description="The image, base64.")
+    b64_json: str | None = Field(default=None, description="The image, base64.")
+    url: str | None = Field(
+        default=None, description="With `response_format: url`: where to fetch it (an hour)."
+    )
 
 
 class ImagesResponse(BaseModel):
@@ -114,6 +118,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_BINARY = {"type": "string", "format": "binary"}
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
 def _responses(description: str) -> dict[int | str, dict[str, Any]]:
     headers = {**_RESULT_HEADERS, **callers_openapi.success_headers()}
     ok = {"description": description + "; with ?dry_run=true a DryRunResponse"}
@@ -153,7 +161,7 @@ async def create_image(request: Request) -> Response:
     if body.model is not None:
         await index.refresh()
     job = mapping.generate_job(body, index)
-    return await _serve(request, job, body.end_user())
+    return await _serve(request, job, body)
 
 
 @router.post(
@@ -179,10 +187,11 @@ async def upscale_image(request: Request) -> Response:
     if body.model is not None:
         await index.refresh()
     job = mapping.upscale_job(body, image, index)
-    return await _serve(request, job, body.end_user())
+    return await _serve(request, job, body)
 
 
-async def _serve(request: Request, job: Job, user: str | None) -> Response:
+async def _serve(request: Request, job: Job, body: mapping.Shared) -> Response:
+    user = body.end_user()
     if user is not None:
         request.state.user = user
     dry_run = dry_run_asked(request)  # the gateway's ?dry_run=true: its own answer shape
@@ -190,7 +199,25 @@ async def _serve(request: Request, job: Job, user: str | None) -> Response:
     if dry_run:
         return dry_run_response(outcome, request.state.cost)
     headers = result_headers(outcome, request.state.attempt_labels, request.state.cost)
-    return mapping.images_response(outcome, headers)
+    urls = None
+    if body.response_format == "url":
+        urls = await openai_results.keep(request, outcome.result.images)
+    return mapping.images_response(outcome, headers, urls)
+
+
+@router.get(
+    "/v1/images/results/{token}/{name}",
+    operation_id="openaiImageResult",
+    summary="An image answered as `url` (no key needed; the URL is the secret)",
+    response_class=Response,
+    responses={
+        200: {"content": {t: {"schema": _BINARY} for t in _IMAGE_TYPES}},
+        404: {"description": "Unknown or expired", **_ERROR},
+    },
+)
+async def image_result(request: Request, token: str, name: str) -> Response:
+    """The image behind a `response_format: url` answer, until it expires."""
+    return await openai_results.serve(request, token, name)
 
 
 @router.get(

@@ -31,7 +31,7 @@ _SIZE = r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$"
 _MIME_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
 
-class _Shared(BaseModel):
+class Shared(BaseModel):
     model: str | None = Field(
         default=None,
         description="A model from GET /v1/models (`venice-sd35`, `venice/venice-sd35`) or a "
@@ -40,8 +40,9 @@ class _Shared(BaseModel):
     )
     response_format: Literal["url", "b64_json"] | None = Field(
         default=None,
-        description="`b64_json` (the default). `url` is refused with 400: the gateway does "
-        "not store results.",
+        description="`b64_json` (the default), or `url`: the images are kept in the state "
+        "store and served at GET /v1/images/results/... for "
+        "IMAGE_GATEWAY_OPENAI__RESULT_URL_TTL_S (an hour).",
     )
     output_format: Literal["png", "jpeg", "webp"] | None = Field(
         default=None, description="Output encoding; the chosen model must offer it."
@@ -72,7 +73,7 @@ class _Shared(BaseModel):
     )
 
 
-class ImagesGenerateRequest(_Shared):
+class ImagesGenerateRequest(Shared):
     """The JSON body of ``POST /v1/images/generations`` (OpenAI's CreateImageRequest)."""
 
     model_config = ConfigDict(
@@ -126,7 +127,7 @@ class ImagesGenerateRequest(_Shared):
     seed: int | None = Field(default=None, description="Gateway extension.")
 
 
-class ImagesUpscaleParams(_Shared):
+class ImagesUpscaleParams(Shared):
     """The form fields of ``POST /v1/images/upscale`` other than the image."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -163,10 +164,6 @@ _ONLY: dict[str, tuple[tuple[Any, ...], str]] = {
     "style": ((), "no gateway model has a style switch"),
     "stream": ((False,), "streaming is not offered; the answer comes whole"),
     "partial_images": ((0,), "partial images need streaming, which is not offered"),
-    "response_format": (
-        ("b64_json",),
-        "'url' needs stored results, which this gateway does not keep; use 'b64_json'",
-    ),
 }
 
 
@@ -227,7 +224,7 @@ def upscale_job(request: ImagesUpscaleParams, image: InputImage, index: ModelInd
     return UpscaleJob(params=intake.parse_params(UpscaleParams, fields), image=image)
 
 
-def _common_fields(request: _Shared, index: ModelIndex, operation: Operation) -> dict[str, Any]:
+def _common_fields(request: Shared, index: ModelIndex, operation: Operation) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if request.model is not None:
         fields["provider"], fields["model"] = index.resolve(request.model, operation)
@@ -273,15 +270,21 @@ def _upscale_width(size: str, info: ImageInfo) -> int:
 # --------------------------------------------------------------------------- the answer
 
 
-def images_response(outcome: Outcome, headers: dict[str, str]) -> Response:
+def images_response(
+    outcome: Outcome, headers: dict[str, str], urls: list[str] | None = None
+) -> Response:
     """OpenAI's ImagesResponse, assembled from parts so that each image's base64 is copied
-    once, into the body (as on the normalized routes)."""
+    once, into the body (as on the normalized routes); with ``urls``, those instead."""
     images = outcome.result.images
     parts = [b'{"created":', str(int(time.time())).encode(), b',"data":[']
     for index, image in enumerate(images):
+        comma = b"," if index else b""
+        if urls is not None:
+            parts.append(comma + b'{"url":' + json.dumps(urls[index]).encode() + b"}")
+            continue
         data = image.as_base64_bytes()
         metrics.IMAGE_BYTES.labels(direction="out").observe(len(data) * 3 // 4)
-        parts += [b'{"b64_json":"' if index == 0 else b',{"b64_json":"', data, b'"}']
+        parts += [comma + b'{"b64_json":"', data, b'"}']
     parts += [b"]", _facts(images), b"}"]
     if outcome.warnings:
         headers["x-image-gateway-warnings"] = json.dumps(outcome.warnings)

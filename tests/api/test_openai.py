@@ -52,8 +52,10 @@ def settings(server: EmulatorServer, **extra: Any) -> Any:
 
 
 @pytest.fixture
-async def client(server: EmulatorServer, venice: VeniceState) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway(settings(server)) as running:
+async def client(
+    server: EmulatorServer, venice: VeniceState, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway(settings(server, state={"data_dir": tmp_path})) as running:
         yield running
 
 
@@ -156,7 +158,6 @@ async def test_an_alias_names_the_operators_model(
         ("style", "vivid"),
         ("stream", True),
         ("partial_images", 2),
-        ("response_format", "url"),
         ("output_format", "gif"),
         ("complexity", "high"),
         ("frame_count", 4),
@@ -174,12 +175,38 @@ async def test_a_value_no_model_can_honour_is_refused_naming_it(
     assert generations(venice) == []
 
 
-async def test_url_results_are_refused_with_the_reason(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        "/v1/images/generations", json={"prompt": "a fox", "response_format": "url"}
-    )
-    message = assert_openai_error(response, 400, "response_format", "unsupported_value")
-    assert "stored results" in message and "b64_json" in message
+async def test_url_results_are_kept_and_served_until_they_expire(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"prompt": "a fox", "n": 2, "output_format": "jpeg", "response_format": "url"}
+    response = await client.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    urls = [item["url"] for item in response.json()["data"]]
+    assert len(urls) == 2 and len(set(urls)) == 2
+    for url in urls:
+        assert url.startswith("http://gateway/v1/images/results/") and url.endswith(".jpeg")
+        fetched = await client.get(url)  # no key: the URL is the secret
+        assert fetched.headers["content-type"] == "image/jpeg"
+        assert decode(base64.b64encode(fetched.content).decode()).format == "JPEG"
+    other_type = await client.get(urls[0].replace(".jpeg", ".png"))
+    assert_openai_error(other_type, 404, "url", "not_found")
+    guessed = await client.get(urls[0].rsplit("/", 2)[0] + "/not-a-token/0.jpeg")
+    assert_openai_error(guessed, 404, "url", "not_found")
+
+
+async def test_url_results_use_the_public_url_behind_a_proxy(
+    server: EmulatorServer, venice: VeniceState, tmp_path: Path
+) -> None:
+    public = {"public_url": "https://images.example.com/gw/", "model_aliases": ALIASES}
+    values = settings(server, openai=public, state={"data_dir": tmp_path})
+    async with gateway(values) as proxied:
+        response = await proxied.post(
+            "/v1/images/generations", json={"prompt": "a fox", "response_format": "url"}
+        )
+        url = response.json()["data"][0]["url"]
+        assert url.startswith("https://images.example.com/gw/v1/images/results/")
+        local = await proxied.get(url.removeprefix("https://images.example.com/gw"))
+    assert local.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -326,7 +353,7 @@ async def test_upscale_by_scale_or_size(client: httpx.AsyncClient) -> None:
         ({"scale": "9"}, "scale", "invalid_value"),
         ({"scale": "big"}, "scale", "invalid_type"),
         ({"n": "2"}, "n", "invalid_value"),
-        ({"response_format": "url"}, "response_format", "unsupported_value"),
+        ({"response_format": "file"}, "response_format", "invalid_value"),
         ({"mask": "x"}, "mask", "unknown_parameter"),
         ({"model": "venice-sd35"}, "model", "invalid_value"),  # generates, does not upscale
         ({"model": "nope"}, "model", "model_not_found"),

@@ -128,6 +128,16 @@ def test_python_sdk_generates_through_vertex_and_sees_the_gateways_headers(
     assert cast(vertex.VertexState, stack.vertex.state).predict_requests()
 
 
+def test_python_sdk_url_results_download(client: openai.OpenAI) -> None:
+    result = client.images.generate(
+        model="venice-sd35", prompt="a lighthouse", response_format="url", size="512x512"
+    )
+    assert result.data and result.data[0].url and result.data[0].b64_json is None
+    downloaded = httpx.get(result.data[0].url, timeout=10)
+    image = decoded(base64.b64encode(downloaded.content).decode())
+    assert (image.format, image.size) == ("PNG", (512, 512))
+
+
 def test_python_sdk_alias(client: openai.OpenAI, stack: Stack) -> None:
     raw = client.images.with_raw_response.generate(model="gpt-image-1", prompt="a lighthouse")
     assert raw.headers["x-image-gateway-model"] == "venice-sd35"
