@@ -25,6 +25,7 @@ def test_multipart_file_fields_are_binary_and_operation_ids_are_stable() -> None
     assert ids == {
         *("upscale", "generate", "listProviders", "healthz", "readyz", "metrics"),
         *("openaiCreateImage", "openaiUpscaleImage", "openaiListModels", "openaiRetrieveModel"),
+        "openaiImageResult",
         *("getJob", "getJobResult", "cancelJob"),
     }
     for ref in _refs(spec):
