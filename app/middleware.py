@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
 from app.api.openai_errors import is_openai_path, openai_error, should_retry
+from app.disconnect import cancel_on_disconnect
 from app.errors import (
     FieldError,
     GatewayError,
@@ -198,9 +199,11 @@ class GatewayMiddleware:
     async def _dispatch(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        request = Request(scope, receive)
+        request = Request(scope, receive)  # the state lives in the scope: shared by both
         try:
-            response = await endpoint(request)
+            response = await cancel_on_disconnect(
+                receive, lambda watched: endpoint(Request(scope, watched))
+            )
         except GatewayError as exc:
             response = self.render_error(request, exc)
         await response(scope, receive, send)

@@ -11,6 +11,7 @@ import sys
 import pytest
 from PIL import Image
 
+from app.errors import ProviderUnavailable
 from app.esrgan.models import NETWORKS
 from app.images import sniff
 from app.providers.base import CallContext, Deadline, InputImage, UpscaleJob
@@ -143,3 +144,23 @@ class TestWithoutTheExtra:
             )
         assert response.status_code == 422
         assert "image-gateway[esrgan]" in response.json()["errors"][0]["limit"]
+
+
+async def test_a_model_job_waits_for_a_slot_like_lanczos_then_503() -> None:
+    settings = make_settings(local={"max_concurrency": 1, "queue_timeout_s": 0.05})
+    provider = LocalProvider(settings)
+    data = encode(photo(16, 16))
+    params = UpscaleParams(model="realesr-animevideov3", scale=2)
+    call = provider.prepare(UpscaleJob(params=params, image=InputImage(data, sniff(data))))
+    ctx = CallContext(request_id="t", deadline=Deadline(60))
+    await provider._slots.acquire()  # a Lanczos job holds the only slot
+    try:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await provider.execute(call, ctx)
+    finally:
+        provider._slots.release()
+    assert caught.value.reason == "saturated"
+    try:
+        assert (await provider.execute(call, ctx)).images[0].width == 32
+    finally:
+        await provider.aclose()
