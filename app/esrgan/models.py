@@ -5,8 +5,9 @@ Each family runs at its native factors; any other scale runs the nearest native 
 reaches the exact requested size with a Lanczos resize.
 
 ``max_input_pixels`` comes from a time budget: about 60 s of one CPU core of the reference
-machine (2 cores, shared) per job, from the figures that ``bench/esrgan.py`` prints
-(docs/local-ai.md). ``tile`` is the ncnn tile edge that measured fastest with the least
+machine (2 cores, shared) per job, from the input pixels per CPU second that
+``bench/esrgan.py`` prints (docs/local-ai.md), rounded down. Under contention the wall
+time can be twice that, still within the default 120 s request deadline. ``tile`` is the ncnn tile edge that measured fastest with the least
 memory for that network on the CPU.
 """
 
@@ -48,7 +49,7 @@ NETWORKS: dict[str, Network] = {
                 4: "realesr-animevideov3-x4",
             },
             tile=128,
-            max_input_pixels=2_097_152,  # 2048x1024
+            max_input_pixels=3_145_728,  # 2048x1536: ~55 CPU s at 57,000 px/s (x4)
             summary="small and fast (x2/x3/x4 nets, ~1.2 MB each); trained on animation, "
             "good on clean photos too",
         ),
@@ -56,7 +57,7 @@ NETWORKS: dict[str, Network] = {
             name="realesrgan-x4plus",
             files={4: "realesrgan-x4plus"},
             tile=64,
-            max_input_pixels=65_536,  # 256x256
+            max_input_pixels=98_304,  # 384x256: ~52 CPU s at 1,870 px/s
             summary="the general photo model (x4 net, 33 MB): the best on photographs and "
             "the slowest",
         ),
@@ -64,7 +65,7 @@ NETWORKS: dict[str, Network] = {
             name="realesrgan-x4plus-anime",
             files={4: "realesrgan-x4plus-anime"},
             tile=64,
-            max_input_pixels=196_608,  # 512x384
+            max_input_pixels=327_680,  # 640x512: ~54 CPU s at 6,000 px/s
             summary="x4 net for illustrations and anime (8.9 MB)",
         ),
     )
