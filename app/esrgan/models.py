@@ -7,8 +7,8 @@ reaches the exact requested size with a Lanczos resize.
 ``max_input_pixels`` comes from a time budget: about 60 s of one CPU core of the reference
 machine (2 cores, shared) per job, from the input pixels per CPU second that
 ``bench/esrgan.py`` prints (docs/local-ai.md), rounded down. Under contention the wall
-time can be twice that, still within the default 120 s request deadline. ``tile`` is the ncnn tile edge that measured fastest with the least
-memory for that network on the CPU.
+time can be twice that, still within the default 120 s request deadline. ``tile`` is the
+ncnn tile edge that measured fastest with the least memory for that network on the CPU.
 """
 
 from __future__ import annotations
