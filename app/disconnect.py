@@ -52,11 +52,14 @@ class _Watch:
         self.fired = True
         self.task.cancel()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Disarm; a running watcher is cancelled and awaited, so no task outlives the
+        request."""
         if self.timer is not None:
             self.timer.cancel()
         if self.watcher is not None:
             self.watcher.cancel()
+            await asyncio.wait([self.watcher])
 
 
 async def cancel_on_disconnect(receive: Receive, work: Callable[[Receive], Awaitable[T]]) -> T:
@@ -73,4 +76,4 @@ async def cancel_on_disconnect(receive: Receive, work: Callable[[Receive], Await
             raise ClientDisconnect() from None
         raise
     finally:
-        watch.stop()
+        await watch.stop()
