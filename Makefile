@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 # Debian packages the test suite uses: a real Prometheus (promtool too), docker-compose's
 # config checker, wrk for the benchmark, and redis-server for the shared state store; the
 # Real-ESRGAN extra's libraries (libvulkan1, libomp5-14) and Mesa's software Vulkan device
-# (mesa-vulkan-drivers), which the GPU check must refuse.
-APT_PACKAGES := prometheus docker-compose wrk redis-server libvulkan1 libomp5-14 mesa-vulkan-drivers
+# (mesa-vulkan-drivers), which the GPU check must refuse; tinyproxy (a real forward proxy
+# for the transport's proxy tests).
+APT_PACKAGES := prometheus docker-compose wrk redis-server libvulkan1 libomp5-14 mesa-vulkan-drivers tinyproxy
 LINT_PATHS := $(wildcard app tests bench scripts deploy)
 
 # The official OpenAI Node SDK, pinned in tests/sdk/node (package-lock.json), for the SDK tests.

@@ -57,10 +57,10 @@ class DrainingServer(uvicorn.Server):
             self._captured_signals.remove(sig)
 
 
-#: httpx and httpcore log every request URL at INFO/DEBUG; vendor URLs can carry signed
-#: query strings (Deep-Image result_url), so their loggers stay at WARNING. Pillow logs each
-#: PNG chunk at DEBUG.
-_QUIET_LOGGERS = ("httpx", "httpcore", "PIL")
+#: HTTP clients log request URLs at DEBUG (urllib3, google-auth's token transport; aiohttp's
+#: client); vendor URLs can carry signed query strings (Deep-Image result_url), so their
+#: loggers stay at WARNING. Pillow logs each PNG chunk at DEBUG.
+_QUIET_LOGGERS = ("aiohttp", "urllib3", "PIL")
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ start-up with a message that names the variable, never at the first request.
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -159,6 +160,57 @@ class LocalSettings(BaseModel):
     #: When ``local`` serves an upscale as a fallback (another provider failed or refused
     #: first), run this model instead of Lanczos, with a warning. Unset: Lanczos.
     fallback_model: LocalModelName | None = None
+
+
+class TransportSettings(BaseModel):
+    """The vendor HTTP client (``app.transport``), shared by every vendor."""
+
+    #: Wait for a free pooled connection; then 503 (saturated), retryable elsewhere.
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+    #: Cap on opening a connection (TCP, proxy CONNECT and TLS). Well below the request
+    #: deadline, so an unreachable vendor leaves time to fall back to another.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    #: Connections per vendor (a vendor call holds one for seconds).
+    max_connections: int = Field(default=256, ge=1)
+    keepalive_s: float = Field(default=30.0, gt=0)
+    #: Largest answer body read from a vendor (Deep-Image downloads have their own cap).
+    max_response_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    #: Largest status or header line, and most header lines, in a vendor's answer.
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_headers: int = Field(default=128, ge=8)
+    #: A PEM bundle of CA certificates to trust instead of the default (certifi's); TLS
+    #: verification itself cannot be turned off.
+    ca_bundle: Path | None = None
+    #: Route vendor calls through ``HTTPS_PROXY``/``HTTP_PROXY`` except ``NO_PROXY`` hosts.
+    use_env_proxy: bool = True
+    #: The standard proxy variables as the process saw them (filled in by ``Settings``;
+    #: lower-case names).
+    env_proxies: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"IMAGE_GATEWAY_TRANSPORT__CA_BUNDLE: no such file {value}")
+        return value
+
+
+class _StandardProxyVariables(PydanticBaseSettingsSource):
+    """``HTTPS_PROXY``, ``HTTP_PROXY`` and ``NO_PROXY`` (either case): not prefixed, as every
+    HTTP client reads them. Lowest priority; ``use_env_proxy=false`` ignores them."""
+
+    _NAMES = ("http_proxy", "https_proxy", "no_proxy")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for name in self._NAMES:
+            value = os.environ.get(name) or os.environ.get(name.upper())
+            if value:
+                found[name] = value
+        return {"transport": {"env_proxies": found}} if found else {}
 
 
 class RoutingSettings(BaseModel):
@@ -358,11 +410,24 @@ class Settings(BaseSettings):
     venice: VeniceSettings = Field(default_factory=VeniceSettings)
     deepimage: DeepImageSettings = Field(default_factory=DeepImageSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    transport: TransportSettings = Field(default_factory=TransportSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     callers: CallersSettings = Field(default_factory=CallersSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        proxies = _StandardProxyVariables(settings_cls)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings, proxies)
 
     def enabled_providers(self) -> list[str]:
         enabled = {

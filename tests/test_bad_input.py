@@ -14,7 +14,7 @@ from PIL import Image
 from prometheus_client import REGISTRY
 
 from app.main import create_app
-from app.providers.http import MAX_RETRY_AFTER_S
+from app.transport.response import MAX_RETRY_AFTER_S
 from tests.conftest import gateway, make_settings, png_bytes
 from tests.emulators.common import EmulatorServer, Fault
 from tests.images_corpus import animated, zip_archive

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from app.providers.transport import Http11Pool
+from app.transport import Transport
 from tests.conftest import make_settings, png_bytes
 from tests.emulators import deepimage, venice
 from tests.emulators.common import EmulatorServer, EmulatorState, Fault
@@ -61,22 +61,13 @@ async def call(
     return await client.post("/v1/generate", json={"prompt": f"fox {i}"}, headers=headers)
 
 
-def pools(app: Any) -> list[Any]:
-    """Every vendor client's httpx connection pool (whatever attribute holds the client)."""
-    found = []
-    for provider in app.state.service.router.providers.values():
-        for value in vars(provider).values():
-            if isinstance(value, httpx.AsyncClient):
-                found.append(value._transport._pool)  # type: ignore[attr-defined]
-    return found
-
-
-def lean_pools(app: Any) -> list[Http11Pool]:
+def transports(app: Any) -> list[Transport]:
+    """Every vendor's transport (whatever attribute holds it)."""
     return [
         value
         for provider in app.state.service.router.providers.values()
         for value in vars(provider).values()
-        if isinstance(value, Http11Pool)
+        if isinstance(value, Transport)
     ]
 
 
@@ -121,15 +112,10 @@ async def test_soak_with_random_faults_leaks_nothing() -> None:
                     d_state.jobs.clear()
 
                 await run(0, TOTAL)
-                for pool in pools(app):
-                    assert all(conn.is_idle() or conn.is_closed() for conn in pool.connections)
-                lean = lean_pools(app)
-                assert lean and all(pool.busy == 0 for pool in lean)
-                assert all(conn.waiter is None for pool in lean for conn in pool.idle)
-            live_pools = pools(app)
-        for pool in live_pools:
-            assert pool.connections == []  # closed with the app
-        assert all(not pool.idle for pool in lean)
+                live = transports(app)
+                assert len(live) == 2 and all(t.busy == 0 for t in live)  # none left in use
+                assert all(t.in_use() == 0 for t in live)
+        assert all(t.closed for t in live)  # closed with the app
         leftover = {t for t in asyncio.all_tasks() - tasks_before if not t.done()}
         leftover.discard(asyncio.current_task())  # type: ignore[arg-type]
     assert sum(statuses.values()) == TOTAL

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
+from yarl import URL
 
 from app.errors import (
     FieldError,
@@ -60,28 +58,30 @@ from app.providers.deepimage_limits import (
     check_generative,
     factor_warnings,
     generate_payload,
-    inline_base64,
     output_of,
     target_loc,
     upscale_payload,
 )
-from app.providers.http import (
-    json_or_none,
-    make_client,
-    parse_json,
-    retry_after_seconds,
-    timeout_for,
-    transport_error,
-)
+from app.redact import redact
 from app.schemas import GenerateParams, UpscaleParams
 from app.settings import Settings
+from app.transport import (
+    Body,
+    Multipart,
+    Transport,
+    VendorResponse,
+    json_or_none,
+    parse_json,
+    retry_after_seconds,
+    splice_json,
+)
+from app.transport.bodies import IMAGE_SLOT, FilePart
 
 SUBMIT_PATH = "/rest_api/process_result"
 RESULT_PATH = "/rest_api/result/"
 #: Job states that mean "poll again" (§3.2, DI-OAS ``ProcessResult.status``).
 PENDING = frozenset({"received", "not_started", "in_progress"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S*")
 
 
 def default_poll_delays() -> Iterator[float]:
@@ -122,15 +122,21 @@ class DeepImageProvider(Provider):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings.deepimage
-        self._origin = _origin(httpx.URL(self._settings.base_url))
-        self._client: httpx.AsyncClient | None = None
+        self._transport_settings = settings.transport
+        self._origin = _origin(URL(self._settings.base_url))
+        self._client: Transport | None = None
         #: Injectable for tests: how to wait between polls, and the waits themselves.
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.poll_delays: Callable[[], Iterator[float]] = default_poll_delays
 
     async def start(self) -> None:
         # No default headers: the key is added per request, and only for the vendor's origin.
-        self._client = make_client(self._settings.base_url.rstrip("/"))
+        self._client = Transport(
+            self.id,
+            self._settings.base_url,
+            self._transport_settings,
+            cap_s=self._settings.timeout_s,
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -213,9 +219,7 @@ class DeepImageProvider(Provider):
         data = await self._download(client, result_url, ctx)
         return _result(call, data)
 
-    async def _result_url(
-        self, client: httpx.AsyncClient, call: DeepImageCall, ctx: CallContext
-    ) -> str:
+    async def _result_url(self, client: Transport, call: DeepImageCall, ctx: CallContext) -> str:
         handle = ctx.resume.get(self.id) if ctx.resume else None
         if handle is not None:  # a durable job's earlier run submitted it: poll, never resend
             return await self._wait_for(client, handle, call, ctx)
@@ -226,7 +230,7 @@ class DeepImageProvider(Provider):
             await ctx.on_vendor_job(self.id, submitted.job)
         return await self._wait_for(client, submitted.job, call, ctx)
 
-    def _require_client(self) -> httpx.AsyncClient:
+    def _require_client(self) -> Transport:
         if self._client is None:
             raise RuntimeError("DeepImageProvider.start() was not awaited")
         return self._client
@@ -236,30 +240,32 @@ class DeepImageProvider(Provider):
         key = self._settings.api_key
         return {"x-api-key": key.get_secret_value() if key is not None else ""}
 
-    async def _submit(
-        self, client: httpx.AsyncClient, call: DeepImageCall, ctx: CallContext
-    ) -> JobStatus:
-        async with self._exchange(ctx, accepted=False):
-            response = await client.post(
-                SUBMIT_PATH, timeout=self._timeout(ctx), **self._body(call)
-            )
+    async def _submit(self, client: Transport, call: DeepImageCall, ctx: CallContext) -> JobStatus:
+        response = await client.send(
+            "POST",
+            SUBMIT_PATH,
+            ctx.deadline,
+            body=self._body(call),
+            content_type="application/json",
+            headers=self._auth,
+        )
         return self._job_status(response, call)
 
-    def _body(self, call: DeepImageCall) -> dict[str, Any]:
-        """httpx arguments for the submission: multipart, inline base64, or plain JSON."""
-        parameters = json.dumps(call.payload, separators=(",", ":"))
+    def _body(self, call: DeepImageCall) -> Body | Multipart:
+        """The submission: multipart, inline base64, or plain JSON."""
         if call.image is None:
-            headers = {**self._auth, "content-type": "application/json"}
-            return {"content": parameters.encode(), "headers": headers}
+            return [json.dumps(call.payload, separators=(",", ":")).encode()]
         if call.multipart:  # §3.1: a file part `image` plus a text part `parameters`
             info = call.image.info
-            files = {"image": (f"image.{info.format}", call.image.data, info.mime_type)}
-            return {"files": files, "data": {"parameters": parameters}, "headers": self._auth}
-        body = inline_base64(parameters, call.image.base64())
-        return {"content": body, "headers": {**self._auth, "content-type": "application/json"}}
+            upload = FilePart(f"image.{info.format}", call.image.data, info.mime_type)
+            parameters = json.dumps(call.payload, separators=(",", ":"))
+            return Multipart({"parameters": parameters}, {"image": upload})
+        # §3.3: "url": "base64,<data>" with the literal prefix; the caller's base64 as is.
+        document = {"url": IMAGE_SLOT, **call.payload}
+        return splice_json(document, call.image.base64_ascii(), prefix=b"base64,")
 
     async def _wait_for(
-        self, client: httpx.AsyncClient, job: str, call: DeepImageCall, ctx: CallContext
+        self, client: Transport, job: str, call: DeepImageCall, ctx: CallContext
     ) -> str:
         """Poll until the job completes; 504 as soon as the deadline leaves no time for the
         next poll, without another request for the job."""
@@ -267,8 +273,10 @@ class DeepImageProvider(Provider):
         for delay in self.poll_delays():
             await self.sleep(min(delay, self._time_left(ctx)))
             self._time_left(ctx)
-            async with self._exchange(ctx, accepted=True):
-                response = await client.get(path, headers=self._auth, timeout=self._timeout(ctx))
+            # After acceptance a resend would pay for a second job: nothing is retryable.
+            response = await client.send(
+                "GET", path, ctx.deadline, headers=self._auth, resend_safe=False
+            )
             status = self._job_status(response, call, accepted=True)
             if status.result_url is not None:
                 return status.result_url
@@ -284,30 +292,8 @@ class DeepImageProvider(Provider):
             )
         return left
 
-    def _timeout(self, ctx: CallContext) -> httpx.Timeout:
-        return timeout_for(ctx.deadline, self.id, self._settings.timeout_s)
-
-    @asynccontextmanager
-    async def _exchange(self, ctx: CallContext, *, accepted: bool) -> AsyncIterator[None]:
-        """One HTTP exchange, bounded by the deadline as a whole (not per read), with
-        transport failures translated once. After the vendor ``accepted`` the job, sending
-        the request again would pay for a second job, so nothing is marked retryable."""
-        try:
-            async with asyncio.timeout(self._time_left(ctx)):
-                yield
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{self.id} did not answer within the request deadline",
-                provider=self.id,
-                reason="timeout",
-            ) from None
-        except httpx.HTTPError as exc:
-            error = transport_error(exc, self.id)
-            error.retryable = error.retryable and not accepted
-            raise error from None
-
     def _job_status(
-        self, response: httpx.Response, call: DeepImageCall, *, accepted: bool = False
+        self, response: VendorResponse, call: DeepImageCall, *, accepted: bool = False
     ) -> JobStatus:
         if response.status_code != 200:
             raise self._vendor_error(response, call, accepted)
@@ -328,7 +314,7 @@ class DeepImageProvider(Provider):
     # ----------------------------------------------------------------------- errors
 
     def _vendor_error(
-        self, response: httpx.Response, call: DeepImageCall, accepted: bool
+        self, response: VendorResponse, call: DeepImageCall, accepted: bool
     ) -> GatewayError:
         """Deep-Image's error statuses, translated once (§3.7; odd ones flagged)."""
         status = response.status_code
@@ -403,55 +389,36 @@ class DeepImageProvider(Provider):
     def _redact(self, text: str) -> str:
         """A vendor message made safe to show: no key, no URLs, bounded length."""
         key = self._settings.api_key.get_secret_value() if self._settings.api_key else ""
-        if key:
-            text = text.replace(key, "***")
-        return _URL.sub("<url>", text)[:200]
+        return redact(text, [key], limit=200)
 
     # ----------------------------------------------------------------------- download
 
-    async def _download(self, client: httpx.AsyncClient, url: str, ctx: CallContext) -> bytes:
+    async def _download(self, client: Transport, url: str, ctx: CallContext) -> bytes:
         target = self._result_location(url)
         # The result may live on another host (S3, §3.2): the key stays with the vendor.
         headers = self._auth if _origin(target) == self._origin else {}
-        async with self._exchange(ctx, accepted=True):
-            request = client.build_request(
-                "GET", target, headers=headers, timeout=self._timeout(ctx)
-            )
-            response = await client.send(request, stream=True)
-            try:
-                return await self._read_result(response)
-            finally:
-                await response.aclose()
-
-    def _result_location(self, url: str) -> httpx.URL:
-        try:
-            target = httpx.URL(url)
-        except httpx.InvalidURL:
-            raise self._bad_response("a result location that is not a URL") from None
-        if target.scheme not in _DEFAULT_PORTS or not target.host:
-            raise self._bad_response("a result location that is not an http(s) URL")
-        return target
-
-    async def _read_result(self, response: httpx.Response) -> bytes:
+        response = await client.send(
+            "GET",
+            str(target),
+            ctx.deadline,
+            headers=headers,
+            max_bytes=self._settings.max_result_bytes,
+            resend_safe=False,
+        )
         status = response.status_code
         if status != 200:
             reason = "server_error" if status >= 500 else "bad_response"
             raise self._fail(f"answered HTTP {status} to the result download", reason)
-        limit = self._settings.max_result_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise self._too_big(limit)
-        chunks, total = [], 0
-        async for chunk in response.aiter_bytes():
-            total += len(chunk)
-            if total > limit:
-                raise self._too_big(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return response.content
 
-    def _too_big(self, limit: int) -> UpstreamError:
-        what = f"sent a result over {limit} bytes (IMAGE_GATEWAY_DEEPIMAGE__MAX_RESULT_BYTES)"
-        return self._fail(what, reason="bad_response")
+    def _result_location(self, url: str) -> URL:
+        try:
+            target = URL(url, encoded=True)
+        except ValueError:
+            raise self._bad_response("a result location that is not a URL") from None
+        if target.scheme not in _DEFAULT_PORTS or not target.host:
+            raise self._bad_response("a result location that is not an http(s) URL")
+        return target
 
 
 # --------------------------------------------------------------------------- response mapping
@@ -470,7 +437,7 @@ def _result(call: DeepImageCall, data: bytes) -> ProviderResult:
     return ProviderResult(images=[image], model=call.model, warnings=warnings)
 
 
-def _error_body(response: httpx.Response) -> dict[str, Any]:
+def _error_body(response: VendorResponse) -> dict[str, Any]:
     """``{"message": ..., "code"?: ...}`` (§3.7), or ``{}`` for anything else."""
     body = json_or_none(response)
     return body if isinstance(body, dict) else {}
@@ -481,5 +448,5 @@ def _job_lost(message: str) -> bool:
     return "job not found" in lowered or "image deleted" in lowered
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
     return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)

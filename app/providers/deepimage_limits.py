@@ -305,12 +305,3 @@ def factor_warnings(factor: float) -> list[str]:
         f"deepimage: AI upscaling goes up to {MAX_AI_FACTOR:g}x; Deep-Image resizes the rest "
         f"of the way to {factor:g}x bicubically"
     ]
-
-
-def inline_base64(parameters: str, b64: str) -> bytes:
-    """The JSON body with ``"url": "base64,<data>"`` (§3.3, the literal ``base64,`` prefix),
-    spliced in without running the image through the JSON encoder: base64 text never
-    needs escaping."""
-    rest = parameters.encode()
-    tail = b"," + rest[1:] if rest != b"{}" else b"}"
-    return b"".join((b'{"url":"base64,', b64.encode("ascii"), b'"', tail))

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from app.errors import (
@@ -34,6 +33,7 @@ from app.images import sniff, sniff_base64_header
 from app.providers import venice_limits as vl
 from app.providers.base import (
     CallContext,
+    Deadline,
     GenerateJob,
     InputImage,
     Job,
@@ -46,25 +46,25 @@ from app.providers.base import (
     ProviderResult,
     UpscaleJob,
 )
-from app.providers.http import (
-    VendorResponse,
-    json_or_none,
-    make_client,
-    parse_json,
-    retry_after_seconds,
-    timeout_for,
-    transport_error,
-)
-from app.providers.transport import Http11Pool
+from app.redact import redact
 from app.schemas import Options
 from app.settings import Settings
+from app.transport import (
+    Multipart,
+    Transport,
+    VendorResponse,
+    json_or_none,
+    parse_json,
+    retry_after_seconds,
+    splice_json,
+)
+from app.transport.bodies import IMAGE_SLOT, FilePart
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 #: §2.6 MODEL_OVERLOADED defaults to 30 s; §2.7's error-budget lockout lasts 30 s.
 DEFAULT_RETRY_AFTER_S = 30.0
-_MAX_MESSAGE = 300
 _REFUSALS = {
     401: "refused the credentials (authentication failed; check IMAGE_GATEWAY_VENICE__API_KEY)",
     402: "balance exhausted (insufficient USD or Diem balance)",
@@ -93,10 +93,10 @@ class VeniceProvider(Provider):
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings.venice
+        self._transport_settings = settings.transport
         self._schema = vl.UPSCALE_SCHEMAS[self._settings.upscale_schema]
         self._clock = clock
-        self._client: httpx.AsyncClient | None = None
-        self._fast: Http11Pool | None = None
+        self._client: Transport | None = None
         self._models: vl.Cached[dict[str, vl.ImageModel]] = vl.Cached()
         self._styles: vl.Cached[frozenset[str]] = vl.Cached()
         self._refresh_lock = asyncio.Lock()
@@ -130,23 +130,24 @@ class VeniceProvider(Provider):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        auth = {"Authorization": f"Bearer {self._key()}"}  # §2.1
-        self._client = make_client(self._settings.base_url, auth)
-        self._fast = Http11Pool(self._settings.base_url, {"authorization": auth["Authorization"]})
+        self._client = Transport(
+            self.id,
+            self._settings.base_url,
+            self._transport_settings,
+            headers={"authorization": f"Bearer {self._key()}"},  # §2.1
+            cap_s=self._settings.timeout_s,
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-        if self._fast is not None:
-            await self._fast.aclose()
-            self._fast = None
 
     def _key(self) -> str:
         key = self._settings.api_key
         return key.get_secret_value() if key is not None else ""
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> Transport:
         if self._client is None:
             raise RuntimeError("VeniceProvider.start() was not awaited")
         return self._client
@@ -180,10 +181,11 @@ class VeniceProvider(Provider):
             )
 
     async def _fetch(self, path: str, params: dict[str, str] | None) -> bytes | None:
+        deadline = Deadline(vl.CATALOG_TIMEOUT_S)
         try:
-            response = await self._http().get(path, params=params, timeout=vl.CATALOG_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            log.warning("venice catalog %s unavailable: %s", path, type(exc).__name__)
+            response = await self._http().send("GET", path, deadline, params=params)
+        except GatewayError as exc:
+            log.warning("venice catalog %s unavailable: %s", path, exc.reason)
             return None
         if response.status_code != 200:
             log.warning("venice catalog %s answered HTTP %d", path, response.status_code)
@@ -294,13 +296,15 @@ class VeniceProvider(Provider):
         image = call.image
         assert image is not None
         if call.multipart:  # §2.8: the file part plus text parts
-            parts = {name: _form_text(value) for name, value in call.fields.items()}
-            upload = (f"image.{image.info.format}", image.data, image.info.mime_type)
-            response = await self._post("/image/upscale", ctx, data=parts, files={"image": upload})
+            upload = FilePart(f"image.{image.info.format}", image.data, image.info.mime_type)
+            form = Multipart(
+                {name: _form_text(value) for name, value in call.fields.items()}, {"image": upload}
+            )
+            response = await self._post("/image/upscale", ctx, form)
         else:
-            body = _json_with_image(call.fields, image.base64_ascii())
-            headers = {"Content-Type": "application/json"}
-            response = await self._post("/image/upscale", ctx, content=body, headers=headers)
+            # Base64 needs no JSON escaping: the caller's text goes out as is (DESIGN §5).
+            body = splice_json({"image": IMAGE_SLOT, **call.fields}, image.base64_ascii())
+            response = await self._post("/image/upscale", ctx, body)
         return ProviderResult(
             [self._binary_image(response)], call.model, call.warnings + _warnings(response)
         )
@@ -313,19 +317,26 @@ class VeniceProvider(Provider):
         body = call.body
         if binary or call.return_binary is not None:
             body = {**body, "return_binary": binary}
-        response = await self._post("/image/generate", ctx, json=body)
+        response = await self._post(
+            "/image/generate", ctx, [json.dumps(body, separators=(",", ":")).encode()]
+        )
         if response.headers.get("content-type", "").startswith("application/json"):
             images = self._json_images(response, call.mime_type)
         else:
             images = [self._binary_image(response)]
         return ProviderResult(images, call.model, call.warnings + _warnings(response))
 
-    async def _post(self, path: str, ctx: CallContext, **request: Any) -> VendorResponse:
-        try:
-            response = await self._send(path, ctx, request)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.id) from None
-        rate = {k: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
+    async def _post(
+        self, path: str, ctx: CallContext, body: list[bytes | memoryview] | Multipart
+    ) -> VendorResponse:
+        response = await self._http().send(
+            "POST", path, ctx.deadline, body=body, content_type="application/json"
+        )
+        rate = {
+            k.lower(): v
+            for k, v in response.headers.items()
+            if k.lower().startswith("x-ratelimit-")
+        }
         if rate and ctx.on_vendor_headers is not None:
             ctx.on_vendor_headers(self.id, rate)
         if response.status_code != 200:
@@ -339,20 +350,6 @@ class VeniceProvider(Provider):
                 retryable=False,
             )
         return response
-
-    async def _send(self, path: str, ctx: CallContext, request: dict[str, Any]) -> VendorResponse:
-        """JSON bodies go through the lean pooled client (the hot path); multipart through
-        httpx, which builds multipart bodies."""
-        if self._fast is None or "files" in request:
-            if isinstance(request.get("content"), list):
-                request = {**request, "content": b"".join(request["content"])}
-            timeout = timeout_for(ctx.deadline, self.id, self._settings.timeout_s)
-            return await self._http().post(path, timeout=timeout, **request)
-        body = request.get("content")
-        if body is None:
-            body = [json.dumps(request["json"], separators=(",", ":")).encode()]
-        seconds = min(ctx.deadline.check(self.id), self._settings.timeout_s)
-        return await self._fast.post(path, body, "application/json", seconds)
 
     def _json_images(self, response: VendorResponse, mime_type: str) -> list[OutputImage]:
         body = parse_json(response, self.id)
@@ -430,7 +427,7 @@ class VeniceProvider(Provider):
             )
         return self._status_error(status, said, response.headers)
 
-    def _status_error(self, status: int, said: str, headers: httpx.Headers) -> GatewayError:
+    def _status_error(self, status: int, said: str, headers: Mapping[str, str]) -> GatewayError:
         if status == 429:  # never re-sent to Venice (§2.7); routing may try another provider
             wait = retry_after_seconds(headers) or DEFAULT_RETRY_AFTER_S
             return RateLimited(
@@ -492,18 +489,10 @@ class VeniceProvider(Provider):
 
     def _scrub(self, text: str) -> str:
         """Vendor text goes into error details: bounded, and never with the key in it."""
-        key, text = self._key(), text[:_MAX_MESSAGE]
-        return text.replace(key, "***") if key else text
+        return redact(text, [self._key()])
 
 
 # --------------------------------------------------------------------------- wire helpers
-
-
-def _json_with_image(fields: dict[str, Any], b64: bytes | memoryview) -> list[bytes | memoryview]:
-    """The JSON upscale body, in parts. Base64 needs no JSON escaping, so the caller's
-    (large) text goes out as is, never joined or scanned again (DESIGN §5)."""
-    rest = json.dumps(fields, separators=(",", ":"))[1:]  # '"scale":2,...}' or '}'
-    return [b'{"image":"', b64, (b'",' if fields else b'"') + rest.encode()]
 
 
 def _form_text(value: Any) -> str:
@@ -517,7 +506,7 @@ def _warnings(response: VendorResponse) -> list[str]:
     headers, warnings = response.headers, []
     if headers.get("x-venice-is-blurred", "").lower() == "true":
         warnings.append("venice: safe_mode blurred the image (x-venice-is-blurred)")
-    notice = headers.get("x-venice-model-deprecation-warning", "")[:_MAX_MESSAGE]
+    notice = redact(headers.get("x-venice-model-deprecation-warning", ""))
     if notice or headers.get("x-venice-deprecated", "").lower() == "true":
         text = "venice: the model is deprecated"
         if date := headers.get("x-venice-model-deprecation-date"):

@@ -13,13 +13,11 @@ this module sends, and translates failures once.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
-
-import httpx
 
 from app.errors import (
     ContentFiltered,
@@ -46,15 +44,7 @@ from app.providers.base import (
     UpscaleJob,
     Usage,
 )
-from app.providers.http import (
-    json_or_none,
-    make_client,
-    parse_json,
-    retry_after_seconds,
-    timeout_for,
-    transport_error,
-)
-from app.providers.vertex_auth import TokenSource, clip, load_credentials
+from app.providers.vertex_auth import TokenSource, load_credentials
 from app.providers.vertex_checks import (
     check_generate,
     check_options,
@@ -68,11 +58,20 @@ from app.providers.vertex_limits import (
     VertexOptions,
     with_extra_models,
 )
+from app.redact import clip, redact
 from app.settings import Settings
+from app.transport import (
+    Body,
+    ProxyRules,
+    Transport,
+    VendorResponse,
+    json_or_none,
+    parse_json,
+    retry_after_seconds,
+    splice_json,
+)
+from app.transport.bodies import IMAGE_SLOT
 
-#: Stands in for the caller's base64 image until ``_encode`` splices it in as is.
-_IMAGE_PLACEHOLDER = "\u0000image"
-_IMAGE_SLOT = json.dumps(_IMAGE_PLACEHOLDER)
 #: vendors.md §1.6: a prompt blocked by RAI is a 400 whose message says so (GH-ADIOS).
 _SAFETY_BLOCK = re.compile(
     r"safety|blocked|violat|prohibit|usage guidelines|responsible ai|support codes", re.I
@@ -83,7 +82,7 @@ _SAFETY_BLOCK = re.compile(
 class VertexCall(PreparedCall):
     url: str = ""
     #: One body per vendor call: n for generate (n images), one for upscale.
-    bodies: list[bytes] = field(default_factory=list)
+    bodies: Sequence[bytes | Body] = field(default_factory=list)
     api: str = "generateContent"
 
 
@@ -95,8 +94,9 @@ class VertexProvider(Provider):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._settings = settings.vertex
+        self._transport_settings = settings.transport
         self._table = with_extra_models(self._settings.extra_models)
-        self._client: httpx.AsyncClient | None = None
+        self._client: Transport | None = None
         #: Set by ``start()``; public so that tests can steer its clock.
         self.tokens: TokenSource | None = None
 
@@ -113,7 +113,15 @@ class VertexProvider(Provider):
         self.tokens = TokenSource(
             credentials, request_timeout_s=min(30.0, self._settings.timeout_s)
         )
-        self._client = make_client(self._settings.endpoint)
+        self.tokens.use_network(
+            ProxyRules.from_settings(self._transport_settings), self._transport_settings.ca_bundle
+        )
+        self._client = Transport(
+            PROVIDER,
+            self._settings.endpoint,
+            self._transport_settings,
+            cap_s=self._settings.timeout_s,
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -160,7 +168,7 @@ class VertexProvider(Provider):
         # vendors-2026 §3: mode "upscale" is Required in some copies: always sent.
         parameters: dict[str, Any] = {"sampleCount": 1, "mode": "upscale", "upscaleConfig": config}
         _put(parameters, addWatermark=options.addWatermark, outputOptions=_output(job))
-        image = {"bytesBase64Encoded": _IMAGE_PLACEHOLDER, "mimeType": job.image.info.mime_type}
+        image = {"bytesBase64Encoded": IMAGE_SLOT, "mimeType": job.image.info.mime_type}
         body: dict[str, Any] = {"instances": [{"image": image}], "parameters": parameters}
         _put(body, labels=options.labels)
         return VertexCall(
@@ -189,10 +197,10 @@ class VertexProvider(Provider):
         )
         return _gathered(call, answers)
 
-    async def _generate_once(self, call: VertexCall, body: bytes, ctx: CallContext) -> Any:
+    async def _generate_once(self, call: VertexCall, body: bytes | Body, ctx: CallContext) -> Any:
         return gemini.read_answer(await self._send(call, body, ctx))
 
-    async def _send(self, call: VertexCall, body: bytes, ctx: CallContext) -> Any:
+    async def _send(self, call: VertexCall, body: bytes | Body, ctx: CallContext) -> Any:
         """POST one body; the JSON answer, or the vendor's failure translated once."""
         if self._client is None or self.tokens is None:
             raise ProviderUnavailable("the vertex provider is not started", provider=PROVIDER)
@@ -206,7 +214,9 @@ class VertexProvider(Provider):
             raise self._vendor_error(response, call, token)
         return parse_json(response, PROVIDER)
 
-    async def _post(self, url: str, body: bytes, token: str, ctx: CallContext) -> httpx.Response:
+    async def _post(
+        self, url: str, body: bytes | Body, token: str, ctx: CallContext
+    ) -> VendorResponse:
         assert self._client is not None and self.tokens is not None
         headers = {
             "authorization": f"Bearer {token}",
@@ -214,20 +224,16 @@ class VertexProvider(Provider):
         }
         if self.tokens.quota_project:
             headers["x-goog-user-project"] = self.tokens.quota_project
-        timeout = timeout_for(ctx.deadline, PROVIDER, self._settings.timeout_s)
-        try:
-            return await self._client.post(url, content=body, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, PROVIDER) from None
+        return await self._client.send("POST", url, ctx.deadline, body=body, headers=headers)
 
     # ------------------------------------------------------------------ errors
 
-    def _vendor_error(self, response: httpx.Response, call: VertexCall, token: str) -> GatewayError:
+    def _vendor_error(self, response: VendorResponse, call: VertexCall, token: str) -> GatewayError:
         """One vendor failure, translated once (vendors-2026 §2.6). The token never reaches
         a detail."""
         code = response.status_code
         status, message = _rpc_error(response)
-        message = clip(message.replace(token, "[redacted]"))
+        message = redact(message, [token])
         where = f"HTTP {code} {status}".rstrip()
         if code == 400 and _SAFETY_BLOCK.search(message):
             return ContentFiltered(
@@ -294,12 +300,10 @@ def _output(job: UpscaleJob) -> dict[str, Any] | None:
     return out
 
 
-def _encode(body: dict[str, Any], image_b64: bytes | memoryview) -> bytes:
+def _encode(body: dict[str, Any], image_b64: bytes | memoryview) -> Body:
     """The JSON body with the caller's base64 spliced into the image slot as is. The slot is
     the first string after ``instances`` begins, so no caller text can come before it."""
-    head, slot, tail = json.dumps(body, separators=(",", ":")).partition(_IMAGE_SLOT)
-    assert slot, "the image slot is missing"
-    return b"".join((head.encode(), b'"', image_b64, b'"', tail.encode()))
+    return splice_json(body, image_b64)
 
 
 def _gathered(call: VertexCall, results: list[Any]) -> ProviderResult:
@@ -347,7 +351,7 @@ def _upscale_result(body: Any, call: VertexCall) -> ProviderResult:
     return ProviderResult(images=[image], model=call.model, warnings=list(call.warnings))
 
 
-def _rpc_error(response: httpx.Response) -> tuple[str, str]:
+def _rpc_error(response: VendorResponse) -> tuple[str, str]:
     """(status, message) of a google.rpc error body (vendors.md §1.7); python-genai also
     tolerates a top-level code/message/status and a one-element list, and so does this."""
     data = json_or_none(response)

@@ -22,12 +22,8 @@ from google.oauth2 import service_account
 from app.errors import GatewayError, ProviderUnavailable, UpstreamError, UpstreamTimeout
 from app.providers.base import Deadline
 from app.providers.vertex_limits import PROVIDER, SCOPES
-
-_MESSAGE_CHARS = 300
-
-
-def clip(text: str) -> str:
-    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS] + "…"
+from app.redact import clip
+from app.transport import ProxyRules
 
 
 def load_credentials(path: Path | None) -> Any:
@@ -78,7 +74,14 @@ class TokenSource:
     _session: requests.Session = field(default_factory=requests.Session, init=False)
 
     def __post_init__(self) -> None:
-        self._session.trust_env = False  # like the vendor client: no proxy from the environment
+        self._session.trust_env = False  # proxies and CAs come from the settings (use_network)
+
+    def use_network(self, proxies: ProxyRules, ca_bundle: Path | None) -> None:
+        """google-auth keeps its own transport (``requests``) for the token endpoint; it
+        takes the vendor transport's proxy rules and CA bundle, so both leave the same way."""
+        self._session.proxies.update(proxies.as_requests_proxies())
+        if ca_bundle is not None:
+            self._session.verify = str(ca_bundle)
 
     @property
     def quota_project(self) -> str | None:
