@@ -7,6 +7,7 @@ lists the models the gateway serves. Errors leave in OpenAI's shape (``openai_er
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -47,8 +48,11 @@ class ImagesResponse(BaseModel):
 class ModelObject(BaseModel):
     id: str = Field(description="The name to send as `model`.")
     object: str = Field(default="model", description="Always `model`.")
-    created: int = Field(description="Unknown to the gateway: 0.")
+    created: int = Field(description="The vendor's release day (Unix time), 0 when unknown.")
     owned_by: str = Field(description="The provider that serves it.")
+    shutdown_date: date | None = Field(
+        default=None, description="The day the vendor stops serving it, when announced."
+    )
     operations: list[str] = Field(description="Gateway extension: `generate`, `upscale`.")
 
 
@@ -254,4 +258,8 @@ async def retrieve_model(request: Request, model: str) -> ModelObject:
 
 def _model(name: str, entry: ServedModel) -> ModelObject:
     ops = [op.value for op in entry.operations]
-    return ModelObject(id=name, created=0, owned_by=entry.provider, operations=ops)
+    released, sunset = entry.lifecycle.released, entry.lifecycle.sunset
+    created = int(datetime.combine(released, time(), tzinfo=UTC).timestamp()) if released else 0
+    return ModelObject(
+        id=name, created=created, owned_by=entry.provider, operations=ops, shutdown_date=sunset
+    )

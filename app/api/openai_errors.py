@@ -72,7 +72,8 @@ class ModelNotFound(NotFound):
 
 def openai_error(error: GatewayError) -> tuple[int, dict[str, Any]]:
     """Status and body of the OpenAI-shaped answer for ``error``."""
-    status = _STATUSES.get(error.status, error.status)
+    status = 404 if error.code == "model_discontinued" else _STATUSES.get(error.status, 0)
+    status = status or error.status
     param = _param(error)
     message = error.detail
     if param and status == 400 and not isinstance(error, OpenAIParamError):
@@ -118,6 +119,8 @@ def _code(error: GatewayError) -> str:
         return "invalid_api_key"
     if isinstance(error, PaymentRequired):
         return "insufficient_quota"
+    if error.code == "model_discontinued":  # OpenAI: a shut-down model is model_not_found
+        return "model_not_found"
     if isinstance(error, UnsupportedMediaType) and _param(error) == "image":
         return "invalid_image_format"
     for cls, code in _CODES.items():

@@ -9,10 +9,10 @@ the operator's choice). The names come from the same limits tables validation re
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from app.api.openai_errors import ModelNotFound, OpenAIParamError
-from app.providers.base import Operation, Provider
+from app.providers.base import Lifecycle, Operation, Provider
 from app.settings import PROVIDER_IDS
 
 
@@ -21,6 +21,7 @@ class ServedModel:
     model: str
     provider: str
     operations: tuple[Operation, ...]
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
 
 class ModelIndex:
@@ -46,7 +47,7 @@ class ModelIndex:
             for row in provider.model_limits():
                 ops = tuple(op for op in row.operations if op in provider.operations)
                 if ops:
-                    out.append(ServedModel(row.model, pid, ops))
+                    out.append(ServedModel(row.model, pid, ops, row.lifecycle))
         return out
 
     def resolve(self, name: str, operation: Operation) -> tuple[str, str]:
@@ -66,7 +67,8 @@ class ModelIndex:
     def listing(self) -> list[tuple[str, ServedModel]]:
         """(id, model) pairs for ``GET /v1/models``: ids qualified only where two providers
         list the same model, then every alias whose target is served."""
-        served = self.served()
+        # A discontinued model serves nothing (naming it gets the vendor's replacement).
+        served = [m for m in self.served() if m.lifecycle.status != "discontinued"]
         counts: dict[str, int] = {}
         for entry in served:
             counts[entry.model] = counts.get(entry.model, 0) + 1
@@ -87,10 +89,19 @@ class ModelIndex:
         return (name, found[0]) if found and "/" in name else None
 
     def _lookup(self, target: str) -> list[ServedModel]:
+        """The entries ``target`` names, also through a provider's own model aliases
+        (``IMAGE_GATEWAY_VERTEX__MODEL_ALIASES``: old ids the provider maps itself)."""
         provider, _, model = target.partition("/")
-        if model and provider in self._providers:
-            return [m for m in self.served() if m.provider == provider and m.model == model]
-        return [m for m in self.served() if m.model == target]
+        if not (model and provider in self._providers):
+            provider, model = "", target
+        found = []
+        for entry in self.served():
+            if provider and entry.provider != provider:
+                continue
+            own = self._providers[entry.provider].model_aliases.get(model)
+            if model == entry.model or own == entry.model:
+                found.append(entry if model == entry.model else replace(entry, model=model))
+        return found
 
     def _preferred(self, able: list[ServedModel], operation: Operation) -> tuple[str, str]:
         """The operator's routing order decides between providers listing the same model."""

@@ -3,13 +3,21 @@ decides between providers that list the same model; the list qualifies only dupl
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, ClassVar
 
 import pytest
 
 from app.api.openai_errors import ModelNotFound, OpenAIParamError
 from app.api.openai_models import ModelIndex
-from app.providers.base import ModelLimits, Operation, PreparedCall, Provider, ProviderResult
+from app.providers.base import (
+    Lifecycle,
+    ModelLimits,
+    Operation,
+    PreparedCall,
+    Provider,
+    ProviderResult,
+)
 from tests.conftest import make_settings
 
 
@@ -18,10 +26,13 @@ class Listed(Provider):
 
     operations: ClassVar[frozenset[Operation]] = frozenset(Operation)
 
-    def __init__(self, pid: str, models: dict[str, tuple[Operation, ...]]) -> None:
-        super().__init__(make_settings())
+    def __init__(self, pid: str, models: dict[str, tuple[Operation, ...]], **life: Any) -> None:
+        super().__init__(make_settings(venice={"model_aliases": {"fluently-xl": "shared-xl"}}))
         self.id = pid  # type: ignore[misc]
-        self._rows = [ModelLimits(model=m, operations=ops) for m, ops in models.items()]
+        self._rows = [
+            ModelLimits(model=m, operations=ops, lifecycle=life.get(m, Lifecycle()))
+            for m, ops in models.items()
+        ]
 
     def default_model(self, operation: Operation) -> str:
         return self._rows[0].model
@@ -85,3 +96,20 @@ def test_wrong_operation_is_400_and_unknown_is_404() -> None:
         models.resolve("dall-e-2", Operation.GENERATE)
     with pytest.raises(ModelNotFound, match="'vertex' is not enabled"):
         models.resolve("vertex/imagen", Operation.GENERATE)
+
+
+def test_discontinued_models_are_not_listed_but_still_resolve_to_their_refusal() -> None:
+    gone = Lifecycle(status="discontinued", sunset=date(2025, 9, 24), replacement="new-xl")
+    providers = {"venice": Listed("venice", {"old-xl": GEN, "new-xl": GEN}, **{"old-xl": gone})}
+    models = ModelIndex(providers, {}, {Operation.GENERATE: ["venice"]})
+    assert [name for name, _ in models.listing()] == ["new-xl"]
+    # The provider refuses it (model_discontinued, naming new-xl): rendered as a 404.
+    assert models.resolve("old-xl", Operation.GENERATE) == ("venice", "old-xl")
+
+
+def test_a_providers_own_model_alias_resolves_to_that_provider() -> None:
+    # IMAGE_GATEWAY_VENICE__MODEL_ALIASES maps an old id; the provider says so in a warning.
+    assert index(["deepimage", "venice"]).resolve("fluently-xl", Operation.GENERATE) == (
+        "venice",
+        "fluently-xl",
+    )

@@ -204,6 +204,16 @@ def test_python_sdk_with_a_wrong_key_gets_authentication_error(stack: Stack) -> 
     assert not stack.venice.state.requests_to("/image/generate")
 
 
+def test_python_sdk_discontinued_model_is_not_found_naming_its_replacement(
+    client: openai.OpenAI, stack: Stack
+) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.images.generate(model="vertex/imagen-3.0-generate-002", prompt="a lighthouse")
+    assert (caught.value.code, caught.value.param) == ("model_not_found", "model")
+    assert "discontinued" in caught.value.message and "use " in caught.value.message
+    assert not stack.vertex.state.requests_to("/publishers/google/models/")
+
+
 def test_python_sdk_lists_models(client: openai.OpenAI) -> None:
     models = {m.id: m for m in client.models.list()}
     assert models["venice-sd35"].owned_by == "venice"
@@ -211,6 +221,9 @@ def test_python_sdk_lists_models(client: openai.OpenAI) -> None:
     assert models["lanczos"].owned_by == "local"
     assert models["gpt-image-1"].owned_by == "venice"
     assert client.models.retrieve("lanczos").owned_by == "local"
+    assert "imagen-3.0-generate-002" not in models  # discontinued: listed nowhere
+    gemini = models[VERTEX_MODEL.split("/", 1)[1]].model_dump()
+    assert gemini["created"] > 0  # the vendor's release day, from the lifecycle table
 
 
 def test_python_sdk_uploads_a_file_to_upscale(client: openai.OpenAI, tmp_path: Path) -> None:
