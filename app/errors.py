@@ -8,7 +8,39 @@ handler in ``app.main`` turns them into RFC 9457 ``application/problem+json``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
+
+
+class ProblemCode(StrEnum):
+    """Every ``code`` a problem+json answer can carry: the OpenAPI enum (a named schema, so
+    generators make a type of it). A test checks that each GatewayError's code is here."""
+
+    INVALID_REQUEST = "invalid_request"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_ACCEPTABLE = "not_acceptable"
+    UNAUTHORIZED = "unauthorized"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    FORBIDDEN = "forbidden"
+    MODEL_NOT_FOUND = "model_not_found"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    VALIDATION_FAILED = "validation_failed"
+    CONTENT_FILTERED = "content_filtered"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    PROVIDER_NOT_CONFIGURED = "provider_not_configured"
+    UPSTREAM_ERROR = "upstream_error"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    MODEL_DISCONTINUED = "model_discontinued"
+    JOB_NOT_FOUND = "job_not_found"
+    JOB_CONFLICT = "job_conflict"
+    JOB_INTERRUPTED = "job_interrupted"
+    QUEUE_FULL = "queue_full"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,11 @@ class NotFound(GatewayError):
 class MethodNotAllowed(GatewayError):
     status, code, title = 405, "method_not_allowed", "Method not allowed"
 
+    def __init__(self, detail: str, *, allow: str) -> None:
+        super().__init__(detail)
+        # RFC 9110 §15.5.6: a 405 lists the methods the resource allows.
+        self.headers["Allow"] = allow
+
 
 class NotAcceptable(GatewayError):
     status, code, title = 406, "not_acceptable", "Not acceptable"
@@ -115,6 +152,13 @@ class ContentFiltered(GatewayError):
 class RateLimited(GatewayError):
     status, code, title = 429, "rate_limited", "Rate limited"
     default_retryable = True
+
+
+class ProviderNotConfigured(GatewayError):
+    """The operator has not enabled a provider that could serve this: retrying cannot help,
+    so it is 501 (which retry policies leave alone) without Retry-After, not 503."""
+
+    status, code, title = 501, "provider_not_configured", "Provider not configured"
 
 
 class UpstreamError(GatewayError):

@@ -8,7 +8,7 @@ image bytes that are not png/jpeg/webp are 415.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
@@ -37,15 +37,27 @@ _SHAPE_ERRORS = frozenset(
 _JSON_PARTS = frozenset({"options", "output"})
 
 
-async def read_upscale(request: Request) -> UpscaleJob:
-    if _is_multipart(request):
+#: Which body an endpoint takes: ``None`` for either (told apart by Content-Type).
+BodyKind = Literal["json", "multipart"] | None
+
+
+async def read_upscale(request: Request, body: BodyKind = None) -> UpscaleJob:
+    multipart = _body_is_multipart(request, body)
+    if multipart:
         fields, data, b64 = await read_multipart(request)
         image = uploaded_image(data, b64)
     else:
         fields, image = _upscale_json(await _read_json_body(request))
         images.guard(image.info)
-    params = parse_params(UpscaleParams, fields)
+    params = parse_params(UpscaleParams, fields, strict=not multipart)
     return UpscaleJob(params=params, image=image)
+
+
+def _body_is_multipart(request: Request, body: BodyKind) -> bool:
+    multipart = _is_multipart(request)
+    if body == "multipart" and not multipart:
+        raise UnsupportedMediaType("this endpoint takes multipart/form-data")
+    return multipart and body != "json"
 
 
 def uploaded_image(data: bytes, b64: str | None) -> InputImage:
@@ -100,21 +112,38 @@ def _skip_space(body: bytes, pos: int) -> int:
     return pos
 
 
-async def read_generate(request: Request) -> GenerateJob:
-    if _is_multipart(request):
+async def read_generate(request: Request, body: BodyKind = None) -> GenerateJob:
+    multipart = _body_is_multipart(request, body)
+    if multipart:
         fields, _, _ = await read_multipart(request, image_allowed=False)
     else:
         fields = await read_json(request)
-    return GenerateJob(params=parse_params(GenerateParams, fields))
+    return GenerateJob(params=parse_params(GenerateParams, fields, strict=not multipart))
 
 
-def parse_params(model: type[ParamsT], fields: dict[str, Any]) -> ParamsT:
+def parse_params(model: type[ParamsT], fields: dict[str, Any], strict: bool = False) -> ParamsT:
+    """``strict`` for JSON: no coercion, so ``"2"`` for a number or ``"yes"`` for a boolean
+    is the 400 the README promises. Multipart parts are text, read in lax mode."""
     try:
-        return model.model_validate(fields)
+        return model.model_validate(_integral(fields) if strict else fields, strict=strict)
     except ValidationError as exc:
         raise _params_error(exc) from None
     except RecursionError:
         raise _too_deep("the body") from None
+
+
+def _integral(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema counts 15.0 as an integer; strict pydantic does not. Integral floats
+    become ints (a float field still takes them), here and in ``output``."""
+    out: dict[str, Any] = {k: _int_if_integral(v) for k, v in fields.items()}
+    output = out.get("output")
+    if isinstance(output, dict):
+        out["output"] = _integral(output)
+    return out
+
+
+def _int_if_integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _params_error(exc: ValidationError) -> GatewayError:

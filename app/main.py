@@ -8,20 +8,20 @@ leaves through the one problem+json handler below.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 
 from app import __version__, lifecycle, metrics
+from app.api import contract, openai, operational, operations
 from app.api import jobs as jobs_api
-from app.api import openai, operational, operations
 from app.callers import openapi as callers_openapi
 from app.callers.auth import Callers, warn_if_open
 from app.callers.spend import Spending
@@ -30,15 +30,7 @@ from app.jobs.service import JobService
 from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
 from app.providers.registry import build_providers, price_table
 from app.routing import Router
-from app.schemas import (
-    DryRunResponse,
-    GenerateForm,
-    GenerateParams,
-    JobResource,
-    Problem,
-    UpscaleForm,
-    UpscaleRequest,
-)
+from app.schemas import DryRunResponse, JobResource
 from app.service import GatewayService
 from app.settings import Settings
 
@@ -86,8 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router)
     _install_error_handler(app)
     endpoints = {
-        "/v1/upscale": operations.upscale,
-        "/v1/generate": operations.generate,
+        **{path: entry[0] for path, entry in operations.ENDPOINTS.items()},
         "/v1/images/upscale": openai.upscale_image,
         "/v1/images/generations": openai.create_image,
     }
@@ -105,10 +96,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _install_error_handler(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> Response:
-        return problem_response(request, to_gateway_error(exc))
+        error = to_gateway_error(exc)
+        if error.status == 405:  # Starlette names one route's methods; a path may have more
+            error.headers["Allow"] = _allowed_methods(request)
+        return problem_response(request, error)
 
     for exc_type in (GatewayError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(exc_type, handle)
+
+
+def _allowed_methods(request: Request) -> str:
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in _flat(request.app.routes):
+        if route.path_regex.match(path) and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def _flat(routes: Iterable[Any]) -> Iterator[Route]:
+    """Routes, with those of included routers (FastAPI keeps each router as one entry;
+    the gateway includes them without a prefix)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from _flat(route.original_router.routes)
 
 
 def problem_response(request: Request, error: GatewayError) -> Response:
@@ -126,20 +139,9 @@ def problem_response(request: Request, error: GatewayError) -> Response:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's spec plus the request-body schemas declared through ``openapi_extra``
-    (JSON and multipart), so generated clients upload files as binary."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    spec = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    components = spec.setdefault("components", {}).setdefault("schemas", {})
-    models: list[type[BaseModel]] = [UpscaleRequest, UpscaleForm, GenerateParams, GenerateForm]
-    models += [Problem, DryRunResponse, JobResource, *openai.SCHEMAS]
-    for model in models:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(schema.pop("$defs", {}))
-        components[model.__name__] = schema
-    spec["components"].setdefault("securitySchemes", {}).update(callers_openapi.SCHEMES)
-    app.openapi_schema = spec
-    return spec
+    if app.openapi_schema is None:
+        models: list[type[BaseModel]] = [DryRunResponse, JobResource, *openai.SCHEMAS]
+        spec = contract.build_spec(app, extra_models=models)
+        spec["components"].setdefault("securitySchemes", {}).update(callers_openapi.SCHEMES)
+        app.openapi_schema = spec
+    return app.openapi_schema

@@ -43,7 +43,11 @@ log = logging.getLogger("image_gateway.access")
 
 OPERATIONS = {
     "/v1/upscale": "upscale",
+    "/v1/upscale/multipart": "upscale",
+    "/v1/upscale/bytes": "upscale",
+    "/v1/upscale/multipart/bytes": "upscale",
     "/v1/generate": "generate",
+    "/v1/generate/bytes": "generate",
     "/v1/images/upscale": "upscale",
     "/v1/images/generations": "generate",
 }
@@ -70,7 +74,8 @@ def to_gateway_error(exc: Exception) -> GatewayError:
         if exc.status_code == 404:
             return NotFound("no such endpoint; see /docs or openapi/openapi.json")
         if exc.status_code == 405:
-            return MethodNotAllowed("this endpoint does not accept that method")
+            allow = (exc.headers or {}).get("Allow", "")
+            return MethodNotAllowed(f"this endpoint accepts only {allow}", allow=allow)
         return InvalidRequest(str(exc.detail))
     logging.getLogger("image_gateway").error(
         "unexpected error while serving a request", exc_info=(type(exc), exc, None)

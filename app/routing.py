@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app import metrics
-from app.errors import FieldError, Forbidden, GatewayError, ProviderUnavailable, ValidationFailed
+from app.errors import (
+    FieldError,
+    Forbidden,
+    GatewayError,
+    ProviderNotConfigured,
+    ProviderUnavailable,
+    ValidationFailed,
+)
 from app.providers.base import CallContext, Job, PreparedCall, Provider, ProviderResult
 from app.providers.registry import ENABLE_HINTS
 from app.settings import BulkheadSettings, CircuitSettings, RetrySettings, Settings
@@ -379,7 +386,7 @@ class Router:
         )
         return ValidationFailed(detail, errors=walk.refusals)
 
-    def _none_configured(self, job: Job, candidates: list[str]) -> ProviderUnavailable:
+    def _none_configured(self, job: Job, candidates: list[str]) -> ProviderNotConfigured:
         hints = [
             f"{p} ({ENABLE_HINTS[p]})"
             for p in candidates
@@ -389,7 +396,7 @@ class Router:
         detail = f"no configured provider can {job.operation}"
         if hints:
             detail += f"; enable one of {', '.join(hints)}"
-        return ProviderUnavailable(f"{detail} and list it in {setting}", retry_after=None)
+        return ProviderNotConfigured(f"{detail} and list it in {setting}")
 
 
 def allowed(

@@ -23,6 +23,7 @@ import uvicorn
 from uvicorn.supervisors import multiprocess
 
 from app import lifecycle
+from app.http_upgrade import UpgradeIgnoringProtocol
 from app.settings import Settings
 
 log = logging.getLogger("image_gateway")
@@ -97,6 +98,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=5,
         lifespan="on",
         proxy_headers=False,
+        http=UpgradeIgnoringProtocol,
     )
 
 

@@ -32,6 +32,8 @@ from app.schemas import OutputOptions
 from app.settings import Settings
 
 _IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp", "image/*": None}
+#: Accept values that take an image of any type, on the raw endpoints.
+_ANY_BYTES = {"*/*": "image/*", "application/octet-stream": "application/octet-stream"}
 
 
 class GatewayService:
@@ -40,17 +42,21 @@ class GatewayService:
         self.router = router
         self.spending = spending
 
-    async def serve(self, request: Request, job: Job) -> Response:
+    async def serve(
+        self, request: Request, job: Job, raw: bool = False, dry_run: bool | None = None
+    ) -> Response:
+        """``raw``: the endpoint answers the image's bytes, never JSON. ``dry_run``: set by
+        the dry-run endpoints, else ``?dry_run=true``."""
         started = time.perf_counter()
-        wants = negotiate(request.headers.get("accept"), job)
-        dry_run = dry_run_asked(request)
+        wants = negotiate(request.headers.get("accept"), job, raw)
+        dry_run = dry_run_asked(request) if dry_run is None else dry_run
         outcome = await self.run(request, job, wants_bytes=wants is not None, dry_run=dry_run)
         cost: Cost = request.state.cost
         if dry_run:
             return dry_run_response(outcome, cost)
         headers = result_headers(outcome, request.state.attempt_labels, cost)
         if wants is not None:
-            return _image_response(outcome, headers)
+            return _image_response(outcome, headers, wants)
         return _json_response(outcome, headers, started, cost)
 
     async def run(
@@ -143,24 +149,49 @@ def _record_attempts(state: Any, ctx: CallContext) -> None:
         state.provider = called[-1].provider
 
 
-def negotiate(accept: str | None, job: Job) -> str | None:
+def negotiate(accept: str | None, job: Job, raw: bool = False) -> str | None:
     """``None`` for JSON, else the image media type the caller asked for. An ``image/jpeg``
     (or webp/png) Accept picks the output format when the request did not."""
-    wanted = _preferred(accept)
+    current = job.params.output.format if job.params.output else None
+    wanted = _preferred_image(accept, current) if raw else _preferred(accept)
     if wanted is None:
         return None
     if getattr(job.params, "n", 1) > 1:
         raise NotAcceptable(
             "raw image bytes can carry one image; ask for application/json when n > 1"
         )
-    fmt = _IMAGE_TYPES[wanted]
-    current = job.params.output.format if job.params.output else None
+    fmt = _IMAGE_TYPES.get(wanted)
     if fmt is not None and current is not None and current != fmt:
         raise NotAcceptable(f"Accept: {wanted} contradicts output.format {current!r}")
     if fmt is not None and current is None:
         quality = job.params.output.quality if job.params.output else None
         job.params.output = OutputOptions(format=fmt, quality=quality)
     return wanted
+
+
+def _preferred_image(accept: str | None, current: str | None) -> str:
+    """For the raw endpoints: ``output.format`` when the Accept header allows it, else the
+    first image type it ranks highest (a generated client lists png, jpeg, webp: png),
+    ``image/*`` for any; ``application/octet-stream`` when that is all it takes."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate((accept or "*/*").split(",")):
+        media, _, params = item.strip().partition(";")
+        media = media.strip().lower()
+        q = _q_value(params)
+        if q > 0 and (media in _IMAGE_TYPES or media in _ANY_BYTES):
+            ranked.append((q, -index, _ANY_BYTES.get(media, media)))
+    accepted = {r[2] for r in ranked}
+    typed = [r for r in ranked if r[2] in _IMAGE_TYPES and r[2] != "image/*"]
+    if current is not None and accepted & {f"image/{current}", "image/*"}:
+        return f"image/{current}"
+    if current is None and ranked:
+        return max(typed or ranked)[2]
+    if accepted == {"application/octet-stream"}:
+        return "application/octet-stream"
+    raise NotAcceptable(
+        "this endpoint answers image/png, image/jpeg, image/webp or application/octet-stream"
+        + (f"; output.format is {current}" if current else "")
+    )
 
 
 def _preferred(accept: str | None) -> str | None:
@@ -226,7 +257,7 @@ def dry_run_response(outcome: Outcome, estimate: Cost) -> Response:
     return Response(_dumps(body), media_type="application/json", headers=headers)
 
 
-def _image_response(outcome: Outcome, headers: dict[str, str]) -> Response:
+def _image_response(outcome: Outcome, headers: dict[str, str], wants: str) -> Response:
     image = outcome.result.images[0]
     data = image.as_bytes()
     metrics.IMAGE_BYTES.labels(direction="out").observe(len(data))
@@ -234,7 +265,8 @@ def _image_response(outcome: Outcome, headers: dict[str, str]) -> Response:
         headers["x-image-gateway-warnings"] = json.dumps(outcome.warnings)
     if image.width and image.height:
         headers["x-image-width"], headers["x-image-height"] = str(image.width), str(image.height)
-    return Response(content=data, media_type=image.mime_type, headers=headers)
+    untyped = wants == "application/octet-stream"
+    return Response(content=data, media_type=wants if untyped else image.mime_type, headers=headers)
 
 
 def _json_response(

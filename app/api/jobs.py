@@ -22,7 +22,6 @@ _404: dict[int | str, dict[str, Any]] = {
         **_PROBLEM,
     }
 }
-_IMAGE = {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.get(
@@ -43,12 +42,12 @@ async def get_job(request: Request, job_id: str) -> Response:
     summary="A finished job's answer, exactly as the synchronous call would have answered",
     responses={
         200: {
-            "description": "The ImageResponse JSON, or the raw image for Accept: image/*",
+            # JSON only in the contract: generators cannot type a JSON-or-bytes answer (the
+            # raw image for Accept: image/* stays, undeclared, as on /v1/upscale).
+            "description": "The ImageResponse JSON (or, undeclared, the raw image for "
+            "Accept: image/*)",
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/ImageResponse"}},
-                "image/png": _IMAGE,
-                "image/jpeg": _IMAGE,
-                "image/webp": _IMAGE,
             },
         },
         **_404,

@@ -40,7 +40,7 @@ class ImagesResponse(BaseModel):
     """OpenAI's ImagesResponse."""
 
     created: int = Field(description="Unix time (seconds) of the answer.")
-    data: list[ImageData]
+    data: list[ImageData] = Field(description="The images.")
     output_format: str | None = Field(default=None, description="png, jpeg or webp.")
     size: str | None = Field(default=None, description="WIDTHxHEIGHT of every image.")
 
@@ -58,11 +58,11 @@ class ModelObject(BaseModel):
 
 class ModelList(BaseModel):
     object: str = Field(default="list", description="Always `list`.")
-    data: list[ModelObject]
+    data: list[ModelObject] = Field(description="The models.")
 
 
 class OpenAIError(BaseModel):
-    message: str
+    message: str = Field(description="What went wrong, for a person.")
     type: str = Field(description="invalid_request_error, requests (429) or server_error.")
     param: str | None = Field(description="The request field at fault, when there is one.")
     code: str | None = Field(description="e.g. unknown_parameter, invalid_value, model_not_found.")
@@ -71,7 +71,7 @@ class OpenAIError(BaseModel):
 class OpenAIErrorResponse(BaseModel):
     """The error shape of the OpenAI-compatible routes."""
 
-    error: OpenAIError
+    error: OpenAIError = Field(description="The error.")
 
 
 SCHEMAS: tuple[type[BaseModel], ...] = (

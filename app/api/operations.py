@@ -1,104 +1,135 @@
-"""POST /v1/upscale and POST /v1/generate: parse, then hand over to the service."""
+"""The operation endpoints: check the caller's key, parse, then hand over to the service.
+
+Each body shape and each answer shape has an operation of its own, because generators
+handle one request media type and one success media type per operation (measured with
+openapi-generator, openapi-python-client and openapi-typescript; docs/design-notes.md):
+
+- ``POST /v1/upscale`` and ``/v1/generate``: JSON in, JSON out (and, for curl users, the
+  older conveniences, undeclared: multipart in, raw bytes for ``Accept: image/*``, and
+  ``?dry_run=true``);
+- ``POST /v1/upscale/multipart``: a file upload in, JSON out;
+- ``.../bytes``: the same bodies in, the image's bytes out;
+- ``.../dry-run``: validated, routed and priced, no vendor called (a DryRunResponse).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from app import intake, jobs
+from app.api import contract
 from app.callers import auth
-from app.callers import openapi as callers_openapi
-from app.schemas import ImageResponse
+from app.providers.base import Job
+from app.schemas import DryRunResponse, ImageResponse
 
 router = APIRouter(tags=["images"])
 
-_PROBLEM = {
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _upscale(body: intake.BodyKind, raw: bool = False, dry_run: bool | None = None) -> Handler:
+    async def upscale(request: Request) -> Response:
+        auth.admit(request, "upscale")
+        return await _answer(request, await intake.read_upscale(request, body), raw, dry_run)
+
+    return upscale
+
+
+def _generate(body: intake.BodyKind, raw: bool = False, dry_run: bool | None = None) -> Handler:
+    async def generate(request: Request) -> Response:
+        auth.admit(request, "generate")
+        return await _answer(request, await intake.read_generate(request, body), raw, dry_run)
+
+    return generate
+
+
+async def _answer(request: Request, job: Job, raw: bool, dry_run: bool | None) -> Response:
+    """JSON answers may be asynchronous jobs (Prefer: respond-async, Idempotency-Key)."""
+    if raw or dry_run:
+        return await request.app.state.service.serve(request, job, raw, dry_run)  # type: ignore[no-any-return]
+    return await jobs.serve(request, job)
+
+
+upscale = _upscale(None)
+generate = _generate(None)
+
+
+#: path -> (handler, operationId, summary, request body schema, answer: json, bytes, dry-run)
+ENDPOINTS: dict[str, tuple[Handler, str, str, str, str]] = {
+    "/v1/upscale": (
+        upscale,
+        "upscale",
+        "Upscale an image (JSON, base64)",
+        "UpscaleRequest",
+        "json",
+    ),
+    "/v1/upscale/multipart": (
+        _upscale("multipart"),
+        "upscaleMultipart",
+        "Upscale an uploaded image file",
+        "UpscaleForm",
+        "json",
+    ),
+    "/v1/upscale/bytes": (
+        _upscale("json", raw=True),
+        "upscaleBytes",
+        "Upscale an image (JSON, base64) and answer its bytes",
+        "UpscaleRequest",
+        "bytes",
+    ),
+    "/v1/upscale/multipart/bytes": (
+        _upscale("multipart", raw=True),
+        "upscaleMultipartBytes",
+        "Upscale an uploaded image file and answer its bytes",
+        "UpscaleForm",
+        "bytes",
+    ),
+    "/v1/upscale/dry-run": (
+        _upscale("json", dry_run=True),
+        "upscaleDryRun",
+        "Validate, route and price an upscale without calling a vendor",
+        "UpscaleRequest",
+        "dry-run",
+    ),
+    "/v1/generate": (
+        generate,
+        "generate",
+        "Generate images from a prompt",
+        "GenerateRequest",
+        "json",
+    ),
+    "/v1/generate/bytes": (
+        _generate("json", raw=True),
+        "generateBytes",
+        "Generate one image and answer its bytes",
+        "GenerateBytesRequest",
+        "bytes",
+    ),
+    "/v1/generate/dry-run": (
+        _generate("json", dry_run=True),
+        "generateDryRun",
+        "Validate, route and price a generate without calling a vendor",
+        "GenerateRequest",
+        "dry-run",
+    ),
 }
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "description": "Malformed request (bad JSON, bad base64, unknown or missing field)",
-        **_PROBLEM,
-    },
-    406: {
-        "description": "The Accept header asks for something this endpoint cannot answer",
-        **_PROBLEM,
-    },
-    413: {"description": "Body over IMAGE_GATEWAY_MAX_BODY_BYTES", **_PROBLEM},
-    415: {"description": "Image is not png, jpeg or webp (sniffed from its bytes)", **_PROBLEM},
-    422: {
-        "description": "A field breaks the chosen provider's limits, or content was filtered",
-        **_PROBLEM,
-    },
-    429: {"description": "Rate limited by the gateway or the vendor (Retry-After set)", **_PROBLEM},
-    502: {"description": "The vendor failed or answered nonsense", **_PROBLEM},
-    503: {"description": "No provider can serve it now (Retry-After set)", **_PROBLEM},
-    504: {"description": "The vendor did not answer within the deadline", **_PROBLEM},
-}
-_IMAGE_200 = {
-    "image/png": {"schema": {"type": "string", "format": "binary"}},
-    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-    "image/webp": {"schema": {"type": "string", "format": "binary"}},
-}
+_MODELS = {"json": ImageResponse, "dry-run": DryRunResponse}
 
-
-def _body(json_schema: str, form_schema: str) -> dict[str, Any]:
-    ref = "#/components/schemas/"
-    return {
-        "parameters": [callers_openapi.DRY_RUN_PARAMETER],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": ref + json_schema}},
-                "multipart/form-data": {"schema": {"$ref": ref + form_schema}},
-            },
-        },
-    }
-
-
-@router.post(
-    "/v1/upscale",
-    operation_id="upscale",
-    dependencies=[Depends(auth.require("upscale"))],
-    summary="Upscale an image",
-    response_model=ImageResponse,
-    responses={
-        200: {
-            "content": _IMAGE_200,
-            "description": "JSON, or the raw image for Accept: image/*; "
-            "with ?dry_run=true a DryRunResponse",
-            "headers": callers_openapi.success_headers(),
-        },
-        **_ERRORS,
-        **callers_openapi.RESPONSES,
-    },
-    openapi_extra=_body("UpscaleRequest", "UpscaleForm"),
-)
-async def upscale(request: Request) -> Response:
-    auth.admit(request, "upscale")
-    return await jobs.serve(request, await intake.read_upscale(request))
-
-
-@router.post(
-    "/v1/generate",
-    operation_id="generate",
-    dependencies=[Depends(auth.require("generate"))],
-    summary="Generate images from a prompt",
-    response_model=ImageResponse,
-    responses={
-        200: {
-            "content": _IMAGE_200,
-            "description": "JSON, or the raw image for Accept: image/*; "
-            "with ?dry_run=true a DryRunResponse",
-            "headers": callers_openapi.success_headers(),
-        },
-        **_ERRORS,
-        **callers_openapi.RESPONSES,
-    },
-    openapi_extra=_body("GenerateParams", "GenerateForm"),
-)
-async def generate(request: Request) -> Response:
-    auth.admit(request, "generate")
-    return await jobs.serve(request, await intake.read_generate(request))
+for _path, (_handler, _op_id, _summary, _body, _shape) in ENDPOINTS.items():
+    _kind: dict[str, Any] = {"response_class": Response} if _shape == "bytes" else {}
+    router.add_api_route(
+        _path,
+        _handler,
+        methods=["POST"],
+        operation_id=_op_id,
+        summary=_summary,
+        dependencies=[Depends(auth.require(_path.split("/")[2]))],
+        response_model=_MODELS.get(_shape),
+        responses=contract.operation_responses(_shape),
+        openapi_extra=contract.operation_extra(_body, asynchronous=_shape == "json"),
+        **_kind,
+    )

@@ -113,7 +113,8 @@ class JobService:
         repo = await self.ensure_started()
         body, image = canonical.serialize(job)
         providers_of(caller_key(request), job)  # 403 now for a provider the key may not use
-        timeout = self.cfg.timeout_s if prefer else self.service._timeout(request)
+        asked = self.service._timeout(request)  # an invalid X-Request-Timeout is 400 here too
+        timeout = self.cfg.timeout_s if prefer else asked
         doc = new_job(
             job.operation.value,
             mode="sync" if prefer is None else "async",

@@ -26,7 +26,7 @@ from email.utils import format_datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from app import codec
 from app.errors import FieldError, ModelDiscontinued, UpstreamTimeout, ValidationFailed
@@ -48,10 +48,10 @@ class NumberRange(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    min: float | None = None
-    max: float | None = None
-    min_exclusive: bool = False
-    max_exclusive: bool = False
+    min: float | None = Field(default=None, description="Lower bound; null for none.")
+    max: float | None = Field(default=None, description="Upper bound; null for none.")
+    min_exclusive: bool = Field(default=False, description="The lower bound is excluded.")
+    max_exclusive: bool = Field(default=False, description="The upper bound is excluded.")
 
     def describe(self) -> str:
         parts = []
@@ -88,16 +88,20 @@ class Lifecycle(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    status: LifecycleStatus = "ga"
-    #: The day the vendor released it (GA or preview).
-    released: date | None = None
-    #: The day it was (or will be) deprecated: announced, still served.
-    deprecated: date | None = None
-    #: The day it stops (stopped) answering: retirement, shutdown or discontinuation.
-    sunset: date | None = None
-    replacement: str | None = None
-    #: Where the facts come from, or what is not confirmed.
-    note: str | None = None
+    status: LifecycleStatus = Field(
+        default="ga", description="ga, preview, deprecated or discontinued."
+    )
+    released: date | None = Field(
+        default=None, description="The day the vendor released it (GA or preview)."
+    )
+    deprecated: date | None = Field(
+        default=None, description="The day it was (or will be) deprecated: still served."
+    )
+    sunset: date | None = Field(default=None, description="The day it stops (stopped) answering.")
+    replacement: str | None = Field(default=None, description="The model to move to.")
+    note: str | None = Field(
+        default=None, description="Where the facts come from, or what is not confirmed."
+    )
 
     def headers(self) -> dict[str, str]:
         """``Deprecation`` (RFC 9745: ``@`` + Unix seconds) and ``Sunset`` (RFC 8594: an
@@ -127,52 +131,72 @@ def _epoch(day: date) -> int:
 
 
 class ModelLimits(BaseModel):
-    """What one vendor model accepts for one or both operations. ``None`` means no limit."""
+    """What one vendor model accepts for one or both operations. ``None`` means no limit.
+    A provider may add fields of its own (local's engine, native_scales, summary)."""
 
-    model_config = ConfigDict(frozen=True)
+    # Said in the schema: generators (openapi-generator's Go) otherwise refuse extra fields.
+    model_config = ConfigDict(frozen=True, json_schema_extra={"additionalProperties": True})
 
-    model: str
-    operations: tuple[Operation, ...]
-    lifecycle: Lifecycle = Lifecycle()
+    model: str = Field(description="Vendor model id, as the request's model field takes it.")
+    operations: tuple[Operation, ...] = Field(description="Operations this model serves.")
+    lifecycle: Lifecycle = Field(
+        default=Lifecycle(), description="Where the model stands with its vendor."
+    )
     # input image (upscale)
-    input_formats: tuple[str, ...] = ("png", "jpeg", "webp")
-    max_input_bytes: int | None = None
-    min_input_pixels: int | None = None
-    max_input_pixels: int | None = None
+    input_formats: tuple[str, ...] = Field(
+        default=("png", "jpeg", "webp"), description="Input image formats accepted."
+    )
+    max_input_bytes: int | None = Field(default=None, description="Largest input image, bytes.")
+    min_input_pixels: int | None = Field(default=None, description="Smallest input, pixels.")
+    max_input_pixels: int | None = Field(default=None, description="Largest input, pixels.")
     # output
-    max_output_pixels: int | None = None
-    output_formats: tuple[str, ...] = ("png",)
-    output_quality: bool = False
+    max_output_pixels: int | None = Field(default=None, description="Largest output, pixels.")
+    output_formats: tuple[str, ...] = Field(
+        default=("png",), description="Values output.format may take."
+    )
+    output_quality: bool = Field(default=False, description="Whether output.quality is used.")
     # upscale factor: a range, or a set of discrete factors
-    scale: NumberRange | None = None
-    scale_factors: tuple[float, ...] | None = None
-    size_targets: bool = True
+    scale: NumberRange | None = Field(default=None, description="Allowed scale range.")
+    scale_factors: tuple[float, ...] | None = Field(
+        default=None, description="The only scale factors allowed, when discrete."
+    )
+    size_targets: bool = Field(default=True, description="Whether width/height may be given.")
     # generate
-    prompt_required: bool = False
-    prompt_max_chars: int | None = None
-    prompt_max_tokens: int | None = None
-    negative_prompt: bool = True
-    n: NumberRange | None = None
-    aspect_ratios: tuple[str, ...] | None = None
-    width: NumberRange | None = None
-    height: NumberRange | None = None
-    seed: NumberRange | None = None
+    prompt_required: bool = Field(default=False, description="Whether a prompt is required.")
+    prompt_max_chars: int | None = Field(default=None, description="Longest prompt, characters.")
+    prompt_max_tokens: int | None = Field(default=None, description="Longest prompt, tokens.")
+    negative_prompt: bool = Field(default=True, description="Whether negative_prompt is used.")
+    n: NumberRange | None = Field(default=None, description="Allowed number of images.")
+    aspect_ratios: tuple[str, ...] | None = Field(
+        default=None, description="Allowed aspect_ratio values."
+    )
+    width: NumberRange | None = Field(default=None, description="Allowed width, pixels.")
+    height: NumberRange | None = Field(default=None, description="Allowed height, pixels.")
+    seed: NumberRange | None = Field(default=None, description="Allowed seed range.")
     # relations between fields and vendor behaviours, in words (for docs and /v1/providers)
-    rules: tuple[str, ...] = ()
+    rules: tuple[str, ...] = Field(
+        default=(), description="Relations between fields and vendor behaviours, in words."
+    )
 
 
 class ProviderCatalog(BaseModel):
     """What ``GET /v1/providers`` shows for one provider: the same tables validation reads."""
 
-    id: str
-    enabled: bool
-    operations: list[Operation]
-    default_models: dict[str, str]
+    id: str = Field(description="Provider id, as the request's provider field takes it.")
+    enabled: bool = Field(description="Whether it is configured and routed to.")
+    operations: list[Operation] = Field(description="Operations it serves.")
+    default_models: dict[str, str] = Field(description="Default model per operation.")
     #: Serialized as their own (sub)class, so vendor-specific fields are shown too.
-    models: list[SerializeAsAny[ModelLimits]]
-    options_schema: dict[str, Any] | None = None
-    circuit: str | None = None
-    notes: list[str] = []
+    models: list[SerializeAsAny[ModelLimits]] = Field(
+        description="Each model's limits: the tables that validation reads."
+    )
+    options_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema of options.<provider>; null when it has none."
+    )
+    circuit: str | None = Field(
+        default=None, description="Circuit breaker state: closed, open or half_open."
+    )
+    notes: list[str] = Field(default=[], description="Notes on its behaviour, in words.")
 
 
 # --------------------------------------------------------------------------- images

@@ -12,9 +12,12 @@ async def test_generate_with_only_local_names_the_settings_that_enable_a_provide
         response = await client.post(
             "/v1/generate", json={"prompt": "a lighthouse at dusk", "n": 2}
         )
-    assert response.status_code == 503
+    # A configuration problem: 501 with a code of its own and no Retry-After, since
+    # retrying cannot help (a client that retries 503s would loop forever).
+    assert response.status_code == 501
+    assert "retry-after" not in response.headers
     problem = response.json()
-    assert problem["code"] == "provider_unavailable"
+    assert problem["code"] == "provider_not_configured"
     for setting in (
         "IMAGE_GATEWAY_VENICE__API_KEY",
         "IMAGE_GATEWAY_DEEPIMAGE__API_KEY",
@@ -24,10 +27,11 @@ async def test_generate_with_only_local_names_the_settings_that_enable_a_provide
         assert setting in problem["detail"]
 
 
-async def test_explicit_unconfigured_provider_is_503_with_its_setting() -> None:
+async def test_explicit_unconfigured_provider_is_501_with_its_setting() -> None:
     async with gateway(make_settings()) as client:
         response = await client.post("/v1/generate", json={"prompt": "x", "provider": "venice"})
-    assert response.status_code == 503
+    assert (response.status_code, response.json()["code"]) == (501, "provider_not_configured")
+    assert "retry-after" not in response.headers
     assert "IMAGE_GATEWAY_VENICE__API_KEY" in response.json()["detail"]
 
 
@@ -42,6 +46,13 @@ async def test_explicit_unconfigured_provider_is_503_with_its_setting() -> None:
         ({"prompt": "x", "aspect_ratio": "wide"}, 422, ["aspect_ratio"]),
         ({"prompt": "x", "aspect_ratio": "16:9", "width": 1024}, 422, []),
         ({"prompt": "x", "seed": "lucky"}, 400, ["seed"]),
+        # No coercion on JSON: a wrong type is 400 even where lax parsing would convert it.
+        ({"prompt": "x", "n": "2"}, 400, ["n"]),
+        ({"prompt": "x", "fallback": "yes"}, 400, ["fallback"]),
+        ({"prompt": "x", "seed": False}, 400, ["seed"]),
+        ({"prompt": "x", "width": 512.5}, 400, ["width"]),
+        ({"prompt": "x", "n": 9.0}, 422, ["n"]),  # 9.0 is an integer (JSON Schema): range
+        ({"prompt": "x", "provider": "local"}, 422, ["provider"]),
         ({"prompt": "x", "style": "noir"}, 400, ["style"]),
         ({"prompt": "x", "options": {"midjourney": {}}}, 422, ["options", "midjourney", "[key]"]),
     ],
@@ -71,7 +82,7 @@ async def test_generate_accepts_multipart_for_symmetry() -> None:
         bad_body, _ = multipart(prompt="a fox", n="0")
         bad = await client.post("/v1/generate", content=bad_body, headers=headers)
     # Parsed fine: only the lack of a generating provider stops the first one.
-    assert (good.status_code, good.json()["code"]) == (503, "provider_unavailable")
+    assert (good.status_code, good.json()["code"]) == (501, "provider_not_configured")
     assert (bad.status_code, bad.json()["errors"][0]["loc"]) == (422, ["n"])
 
 

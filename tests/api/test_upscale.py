@@ -247,7 +247,7 @@ async def test_unacceptable_accept_is_406() -> None:
 
 async def test_local_disabled_means_no_upscaler() -> None:
     response = await post_json({"image": B64}, local={"enabled": False})
-    assert (response.status_code, response.json()["code"]) == (503, "provider_unavailable")
+    assert (response.status_code, response.json()["code"]) == (501, "provider_not_configured")
     assert "IMAGE_GATEWAY_VENICE__API_KEY" in response.json()["detail"]
 
 

@@ -202,7 +202,7 @@ async def test_canary_secret_in_no_log_metric_header_or_error(
         401,
         401,
         403,
-        503,
+        501,  # no generating provider configured: provider_not_configured
         200,
         200,
         401,

@@ -89,7 +89,7 @@ async def test_a_dry_run_routes_like_the_real_call(vendors: Vendors) -> None:
         ("/v1/upscale", {"image": IMAGE, "scale": 99}, {}, 422, "validation_failed"),
         ("/v1/upscale", {"image": IMAGE, "provider": "local", "options": {"local": {"x": 1}}}, {},
          422, "validation_failed"),
-        ("/v1/generate", {"prompt": "x", "provider": "local"}, {}, 503, "provider_unavailable"),
+        ("/v1/generate", {"prompt": "x", "provider": "local"}, {}, 422, "validation_failed"),
         ("/v1/generate", {"prompt": "x", "n": 2}, {"accept": "image/png"}, 406, "not_acceptable"),
         ("/v1/upscale", {"image": IMAGE}, {"x-request-timeout": "-1"}, 400, "invalid_request"),
     ],
