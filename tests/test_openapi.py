@@ -124,6 +124,11 @@ def test_request_bodies_carry_no_defaults() -> None:
         assert not [p for p, d in schema["properties"].items() if "default" in d], name
 
 
+def test_no_object_is_a_default() -> None:
+    """openapi-generator's Go writes an object default as code that does not compile."""
+    assert not [d for d in _walk(SPEC, "default") if isinstance(d, dict)]
+
+
 def test_multipart_file_fields_are_binary() -> None:
     form = SPEC["paths"]["/v1/upscale/multipart"]["post"]["requestBody"]["content"]
     assert form["multipart/form-data"]["schema"] == {"$ref": "#/components/schemas/UpscaleForm"}
@@ -151,9 +156,9 @@ def _binary(media: dict[str, Any]) -> bool:
     return media.get("schema", {}).get("format") == "binary"
 
 
-def _walk(node: object, key: str) -> list[str]:
+def _walk(node: object, key: str) -> list[Any]:
     if isinstance(node, dict):
-        found = [node[key]] if isinstance(node.get(key), str) else []
+        found = [node[key]] if key in node and (key != "$ref" or isinstance(node[key], str)) else []
         return found + [r for value in node.values() for r in _walk(value, key)]
     if isinstance(node, list):
         return [r for value in node for r in _walk(value, key)]

@@ -272,6 +272,7 @@ def build_spec(app: FastAPI, extra_models: Sequence[type[BaseModel]] = ()) -> di
         _defaults_in_words(components[name])
     _parts_not_nullable(components["UpscaleForm"])
     _drop_fastapi_validation_error(spec)
+    _drop_object_defaults(components)
     for path, item in spec["paths"].items():
         for operation in item.values():
             _complete(path, operation, components)
@@ -329,6 +330,19 @@ def _problem_example(status: str, description: str) -> dict[str, Any]:
 def _openai_error(description: str) -> dict[str, Any]:
     schema = {"$ref": _REF + "OpenAIErrorResponse"}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _drop_object_defaults(node: Any) -> None:
+    """An object as a ``default`` (a pydantic model default, e.g. ModelLimits.lifecycle)
+    becomes Go that does not compile (openapi-generator writes ``= {status=ga}``)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("default"), dict):
+            del node["default"]
+        for value in node.values():
+            _drop_object_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_object_defaults(value)
 
 
 def _drop_fastapi_validation_error(spec: dict[str, Any]) -> None:
