@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app import intake
 from app.api import openai_mapping as mapping
 from app.api import openai_results
-from app.api.openai_errors import ModelNotFound
+from app.api.openai_errors import ModelNotFound, OpenAIParamError
 from app.api.openai_models import ModelIndex, ServedModel
 from app.callers import auth
 from app.callers import openapi as callers_openapi
@@ -195,6 +195,13 @@ async def upscale_image(request: Request) -> Response:
 
 
 async def _serve(request: Request, job: Job, body: mapping.Shared) -> Response:
+    if "idempotency-key" in request.headers:  # a resend here would run (and bill) again
+        raise OpenAIParamError(
+            "Idempotency-Key",
+            "Idempotency-Key is honoured on POST /v1/generate and /v1/upscale (durable jobs); "
+            "this route would not deduplicate a resend, so it refuses the header.",
+            "unsupported_parameter",
+        )
     user = body.end_user()
     if user is not None:
         request.state.user = user

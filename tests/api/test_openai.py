@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -452,3 +453,25 @@ def test_a_spent_budget_is_openais_insufficient_quota_without_sdk_resends() -> N
     assert body["error"]["type"] == body["error"]["code"] == "insufficient_quota"
     assert body["error"]["budget"] == {"period": "daily", "remaining_usd": 0.0}
     assert should_retry(error, status) == b"false"
+
+
+async def test_idempotency_keys_are_refused_here_rather_than_ignored(
+    client: httpx.AsyncClient, venice: VeniceState
+) -> None:
+    response = await client.post(
+        "/v1/images/generations", json={"prompt": "a fox"}, headers={"idempotency-key": "k1"}
+    )
+    assert_openai_error(response, 400, "Idempotency-Key", "unsupported_parameter")
+    assert generations(venice) == []
+
+
+async def test_the_end_user_id_reaches_the_access_log_and_no_vendor(
+    client: httpx.AsyncClient, venice: VeniceState, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"prompt": "a fox", "user": "old-id", "safety_identifier": "hashed-user-7"}
+    with caplog.at_level(logging.INFO, logger="image_gateway.access"):
+        response = await client.post("/v1/images/generations", json=body)
+    assert response.status_code == 200, response.text
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    assert [line.get("user") for line in lines] == ["hashed-user-7"]
+    assert "hashed-user-7" not in venice.requests_to("/image/generate")[0].body.decode()
