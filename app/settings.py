@@ -157,6 +157,9 @@ class LocalSettings(BaseModel):
     #: Address-space cap of each Real-ESRGAN worker process (0: none). realesrgan-x4plus
     #: needs ~1.3 GB; a job that would grow past the cap fails alone with 503.
     worker_memory_mb: int = Field(default=3072, ge=0)
+    #: An idle Real-ESRGAN worker (and the memory of its loaded networks) is stopped after
+    #: this many seconds without a job; the next job starts a new one (~0.5 s).
+    worker_idle_s: float = Field(default=300.0, ge=0)
     #: When ``local`` serves an upscale as a fallback (another provider failed or refused
     #: first), run this model instead of Lanczos, with a warning. Unset: Lanczos.
     fallback_model: LocalModelName | None = None

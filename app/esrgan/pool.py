@@ -3,8 +3,9 @@
 Processes, not threads: ncnn keeps the GIL during a forward pass, and a job past its
 deadline (or whose caller went away) must stop burning a core, which only killing its
 process guarantees. One job per worker at a time; idle workers are kept with their loaded
-networks and reused. How many run at once is bounded by the caller (the ``local``
-provider's slots, shared with Lanczos).
+networks and reused, and stopped after ``idle_s`` without work (x4plus holds ~1.3 GB).
+How many run at once is bounded by the caller (the ``local`` provider's slots, shared with
+Lanczos).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.peak_rss_bytes = 0
+        self.idle_since = 0.0
 
     @property
     def pid(self) -> int:
@@ -98,8 +100,12 @@ def _loads(body: bytes) -> Any:
 class WorkerPool:
     """Spawns workers on demand, keeps idle ones, kills the ones that overrun."""
 
-    def __init__(self, gpu: int | None = None, memory_mb: int | None = None) -> None:
+    def __init__(
+        self, gpu: int | None = None, memory_mb: int | None = None, idle_s: float = 300.0
+    ) -> None:
         self._args = _worker_args(gpu, memory_mb)
+        self._idle_s = idle_s
+        self._sweep: asyncio.TimerHandle | None = None
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._reaping: set[asyncio.Task[None]] = set()
@@ -123,8 +129,25 @@ class WorkerPool:
                 self._discard(worker)
             raise
         self._busy.discard(worker)
+        worker.idle_since = asyncio.get_running_loop().time()
         self._idle.append(worker)
+        self._schedule_sweep()
         return reply
+
+    def stop_idle(self) -> None:
+        """Stop the workers idle for ``idle_s`` or longer (their memory goes back)."""
+        now = asyncio.get_running_loop().time()
+        expired = [w for w in self._idle if now - w.idle_since >= self._idle_s]
+        for worker in expired:
+            self._idle.remove(worker)
+            self._discard(worker)
+        self._sweep = None
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        if self._sweep is None and self._idle:
+            oldest = min(w.idle_since for w in self._idle)
+            self._sweep = asyncio.get_running_loop().call_at(oldest + self._idle_s, self.stop_idle)
 
     async def _spawn(self) -> Worker:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(_python_path())}
@@ -158,6 +181,9 @@ class WorkerPool:
         await asyncio.gather(*self._reaping)
 
     async def aclose(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         workers = [*self._idle, *self._busy]
         self._idle.clear()
         self._busy.clear()

@@ -72,7 +72,9 @@ class LocalAI:
         self.missing = probe()
         device = "cpu" if settings.gpu is None else f"vulkan device {settings.gpu}"
         self._rows = [limits(net, device) for net in NETWORKS.values()]
-        self.pool = WorkerPool(settings.gpu, settings.worker_memory_mb or None)
+        self.pool = WorkerPool(
+            settings.gpu, settings.worker_memory_mb or None, settings.worker_idle_s
+        )
 
     @property
     def available(self) -> bool:
@@ -214,6 +216,7 @@ def _translate(exc: JobFailed | WorkerGone, model: str) -> Exception:
             "it may have reached IMAGE_GATEWAY_LOCAL__WORKER_MEMORY_MB",
             provider=PROVIDER,
             retry_after=1,
+            retryable=False,  # the same job would stop the same way
             reason="worker_crash",
         )
     if exc.kind == "decode":
@@ -228,6 +231,7 @@ def _translate(exc: JobFailed | WorkerGone, model: str) -> Exception:
             f"the local {model} worker could not run the job: {exc.detail}",
             provider=PROVIDER,
             retry_after=1,
+            retryable=False,
             reason=exc.kind,
         )
     return InternalError(f"the local {model} model failed ({exc.detail})", provider=PROVIDER)

@@ -51,6 +51,17 @@ async def test_a_worker_is_reused_with_its_loaded_network() -> None:
     assert live_workers() == []
 
 
+async def test_idle_workers_are_stopped_after_idle_s() -> None:
+    pool = WorkerPool(idle_s=0)
+    await pool.run(order(encode(photo(16, 16))), timeout=60)
+    assert len(pool.pids) == 1
+    pool.stop_idle()  # what the pool's timer calls once idle_s has passed
+    assert pool.pids == []
+    await pool.settle()
+    assert live_workers() == []
+    await pool.aclose()
+
+
 async def test_a_job_past_its_deadline_is_killed() -> None:
     pool = WorkerPool()
     slow = order(encode(photo(200, 200)), "realesrgan-x4plus", 4)  # ~15 s of work

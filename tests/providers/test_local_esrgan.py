@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import sys
+from typing import ClassVar
 
 import pytest
 from PIL import Image
@@ -14,8 +15,20 @@ from PIL import Image
 from app.errors import ProviderUnavailable
 from app.esrgan.models import NETWORKS
 from app.images import sniff
-from app.providers.base import CallContext, Deadline, InputImage, UpscaleJob
+from app.providers.base import (
+    CallContext,
+    Deadline,
+    InputImage,
+    Job,
+    ModelLimits,
+    Operation,
+    PreparedCall,
+    Provider,
+    ProviderResult,
+    UpscaleJob,
+)
 from app.providers.local import LocalProvider
+from app.routing import Router
 from app.schemas import UpscaleParams
 from tests.conftest import gateway, make_settings
 from tests.esrgan.photos import encode, photo
@@ -164,3 +177,40 @@ async def test_a_model_job_waits_for_a_slot_like_lanczos_then_503() -> None:
         assert (await provider.execute(call, ctx)).images[0].width == 32
     finally:
         await provider.aclose()
+
+
+class DownUpscaler(Provider):
+    """A vendor in an outage: every upscale fails with 503 (a routing test double)."""
+
+    id: ClassVar[str] = "venice"
+    operations: ClassVar[frozenset[Operation]] = frozenset({Operation.UPSCALE})
+
+    def default_model(self, operation: Operation) -> str:
+        return "down"
+
+    def model_limits(self) -> list[ModelLimits]:
+        return []
+
+    def prepare(self, job: Job) -> PreparedCall:
+        return PreparedCall(self.id, Operation.UPSCALE, "down")
+
+    async def execute(self, call: PreparedCall, ctx: CallContext) -> ProviderResult:
+        raise ProviderUnavailable("venice is down", provider=self.id, retryable=False)
+
+
+async def test_a_vendor_outage_degrades_to_the_local_model_with_a_warning() -> None:
+    settings = make_settings(
+        routing={"upscale": ["venice", "local"]},
+        local={"fallback_model": "realesr-animevideov3"},
+    )
+    local = LocalProvider(settings)
+    router = Router(settings, {"venice": DownUpscaler(settings), "local": local})
+    data = encode(photo(24, 16))
+    job = UpscaleJob(params=UpscaleParams(scale=2), image=InputImage(data, sniff(data)))
+    try:
+        outcome = await router.run(job, CallContext(request_id="t", deadline=Deadline(60)))
+    finally:
+        await local.aclose()
+    assert (outcome.provider, outcome.result.model) == ("local", "realesr-animevideov3")
+    assert any("served as the fallback with realesr-animevideov3" in w for w in outcome.warnings)
+    assert (outcome.result.images[0].width, outcome.result.images[0].height) == (48, 32)
