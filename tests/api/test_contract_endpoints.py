@@ -125,3 +125,19 @@ async def test_json_endpoints_keep_the_multipart_and_raw_conveniences() -> None:
         )
     assert form.status_code == 200 and form.json()["provider"] == "local"
     assert (raw.status_code, raw.headers["content-type"]) == (200, "image/png")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("scale", "2"), ("fallback", "yes"), ("width", True), ("width", 80.5)]
+)
+async def test_json_upscale_takes_no_coerced_value(field: str, value: object) -> None:
+    """The JSON body is read strictly (a string is not a number, nor a word a boolean)."""
+    async with gateway(make_settings()) as client:
+        response = await client.post("/v1/upscale", json={"image": B64, field: value})
+    assert (response.status_code, response.json()["errors"][0]["loc"]) == (400, [field])
+
+
+async def test_json_integer_may_be_written_with_a_zero_fraction() -> None:
+    async with gateway(make_settings()) as client:
+        response = await client.post("/v1/upscale", json={"image": B64, "width": 80.0})
+    assert response.status_code == 200 and response.json()["images"][0]["width"] == 80
