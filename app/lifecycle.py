@@ -42,7 +42,3 @@ class Lifecycle:
         except TimeoutError:
             return False
         return True
-
-
-#: The lifecycle of the app this process serves (set by ``create_app``).
-ACTIVE: Lifecycle | None = None

@@ -43,11 +43,12 @@ _DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, life: lifecycle.Lifecycle | None = None
+) -> FastAPI:
     settings = settings or Settings()
     providers = build_providers(settings)
-    life = lifecycle.Lifecycle()
-    lifecycle.ACTIVE = life
+    life = life or lifecycle.Lifecycle()  # the server passes the one it drains
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

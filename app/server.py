@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import logging.config
 import os
@@ -20,13 +21,30 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.supervisors import multiprocess
 
-from app import lifecycle
+from app import uvicorn_hooks
 from app.http_upgrade import UpgradeIgnoringProtocol
+from app.lifecycle import Lifecycle
 from app.settings import Settings
 
 log = logging.getLogger("image_gateway")
+
+
+class AppFactory:
+    """What uvicorn calls to build the app (in each worker process): ``create_app`` with the
+    settings read once by ``serve`` and the ``Lifecycle`` that the server drains. Picklable,
+    so spawned workers get their own copy of both."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lifecycle = Lifecycle()
+
+    def __call__(self) -> FastAPI:
+        from app.main import create_app  # in the worker: after PROMETHEUS_MULTIPROC_DIR is set
+
+        return create_app(self.settings, self.lifecycle)
 
 
 class DrainingServer(uvicorn.Server):
@@ -35,9 +53,11 @@ class DrainingServer(uvicorn.Server):
         self.grace_s = grace_s
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
+        factory = config.app
+        self.lifecycle = factory.lifecycle if isinstance(factory, AppFactory) else None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        life = lifecycle.ACTIVE
+        life = self.lifecycle
         if self._draining or life is None:
             super().handle_exit(sig, frame)
             return
@@ -46,16 +66,15 @@ class DrainingServer(uvicorn.Server):
         loop = asyncio.get_event_loop()
         self._drain_task = loop.create_task(self._drain(life, sig, frame))
 
-    async def _drain(self, life: lifecycle.Lifecycle, sig: int, frame: FrameType | None) -> None:
+    async def _drain(self, life: Lifecycle, sig: int, frame: FrameType | None) -> None:
         log.info("draining: %d request(s) in flight, grace %.0fs", life.inflight, self.grace_s)
         finished = await life.wait_idle(self.grace_s)
         if not finished:
             log.warning("grace period over with %d request(s) still in flight", life.inflight)
         super().handle_exit(sig, frame)
-        # uvicorn re-raises captured signals after shutdown, so the process would die "by
-        # SIGTERM" (exit -15). A completed drain is a clean exit: 0.
+        # A completed drain is a clean exit (0), not a death by SIGTERM (-15).
         if sig == signal.SIGTERM:
-            self._captured_signals.remove(sig)
+            uvicorn_hooks.forget_signal(self, sig)
 
 
 #: HTTP clients log request URLs at DEBUG (urllib3, google-auth's token transport; aiohttp's
@@ -87,7 +106,7 @@ def configure_logging(level: str) -> None:
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
-        "app.main:create_app",
+        AppFactory(settings),
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -112,26 +131,15 @@ def serve(settings: Settings | None = None) -> None:
     server.run()
 
 
-class DrainingProcess(multiprocess.Process):
-    """uvicorn's worker process, serving with ``DrainingServer``. The supervisor forwards
-    SIGTERM to each worker, and each worker drains on its own."""
-
-    grace_s: float = 150.0
-
-    @property
-    def server(self) -> uvicorn.Server:
-        if self._server is None:
-            self._server = DrainingServer(self.config, self.grace_s)
-        return self._server
-
-
 def _serve_workers(settings: Settings) -> None:
     """Several worker processes; metrics aggregated through prometheus-client's
     multiprocess directory, which must exist before any worker imports the metrics."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="image-gateway-metrics-")
     config = uvicorn_config(settings)
-    DrainingProcess.grace_s = settings.shutdown_grace_s
-    # uvicorn's supervisor builds its workers from this module attribute; there is no hook.
-    multiprocess.Process = DrainingProcess  # type: ignore[misc]
+    uvicorn_hooks.use_worker_server(functools.partial(_draining_server, settings.shutdown_grace_s))
     multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _draining_server(grace_s: float, config: uvicorn.Config) -> uvicorn.Server:
+    return DrainingServer(config, grace_s)
