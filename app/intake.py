@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
 from app import images
+from app.domain import GenerateJob, InputImage, UpscaleJob
 from app.errors import (
     FieldError,
     GatewayError,
@@ -23,7 +24,6 @@ from app.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from app.providers.base import GenerateJob, InputImage, UpscaleJob
 from app.schemas import GenerateParams, UpscaleParams
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)

@@ -29,6 +29,7 @@ from app.errors import GatewayError
 from app.jobs.service import JobService
 from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
 from app.providers.registry import build_providers, price_table
+from app.record import record_of
 from app.routing import Router
 from app.schemas import DryRunResponse, JobResource
 from app.service import GatewayService
@@ -126,16 +127,15 @@ def _flat(routes: Iterable[Any]) -> Iterator[Route]:
 
 
 def problem_response(request: Request, error: GatewayError) -> Response:
-    request_id = getattr(request.state, "request_id", "")
-    request.state.code = error.code
-    if error.provider and not getattr(request.state, "provider", None):
-        request.state.provider = error.provider
-    status, headers, body = problem_response_parts(error, request_id, request.scope["path"])
+    record = record_of(request)
+    record.code = error.code
+    if error.provider and not record.provider:
+        record.provider = error.provider
+    status, headers, body = problem_response_parts(error, record.request_id, request.scope["path"])
     response = Response(content=body, status_code=status)
     response.raw_headers = headers
-    labels = getattr(request.state, "attempt_labels", "")
-    if labels:
-        response.headers["x-image-gateway-attempts"] = labels
+    if record.attempt_labels:
+        response.headers["x-image-gateway-attempts"] = record.attempt_labels
     return response
 
 

@@ -38,6 +38,7 @@ from app.errors import (
     problem_body,
 )
 from app.lifecycle import Lifecycle
+from app.record import RequestRecord, record_of
 
 log = logging.getLogger("image_gateway.access")
 
@@ -142,16 +143,15 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        state: dict[str, Any] = scope.setdefault("state", {})
-        request_id = _request_id(scope)
-        state["request_id"] = request_id
+        state = record_of(scope)
+        request_id = state.request_id = _request_id(scope)
         path = scope["path"]
         operation = OPERATIONS.get(path)
         early = self._refuse_early(scope, path)
         response: dict[str, Any] = {}
         send_wrapper = self._send_wrapper(send, state, request_id, started, response)
         if early is not None:
-            state["code"] = early.code
+            state.code = early.code
             await _send_problem(send_wrapper, early, request_id, path)
         else:
             await self._serve_guarded(scope, receive, send_wrapper, operation, state, response)
@@ -163,7 +163,7 @@ class GatewayMiddleware:
         receive: Receive,
         send: Send,
         operation: str | None,
-        state: dict[str, Any],
+        state: RequestRecord,
         response: dict[str, Any],
     ) -> None:
         """Serve; an exception nothing else handled still leaves as problem+json (500)."""
@@ -175,18 +175,18 @@ class GatewayMiddleware:
         except ClientDisconnect:
             # The server may have cut the body itself (app.server_limits: too slow) and
             # answered for it; otherwise the client left.
-            status, code = state.get("server_answer", (CLIENT_CLOSED, "client_closed_request"))
+            status, code = state.server_answer or (CLIENT_CLOSED, "client_closed_request")
             response.setdefault("status", status)
-            state["code"] = code
+            state.code = code
         except Exception as exc:
             if "status" in response:
                 raise  # the response has started; all we can do is drop the connection
             error = to_gateway_error(exc)
-            state["code"] = error.code
-            await _send_problem(send, error, state["request_id"], scope["path"])
+            state.code = error.code
+            await _send_problem(send, error, state.request_id, scope["path"])
 
     async def _serve_operation(
-        self, scope: Scope, receive: Receive, send: Send, operation: str, state: dict[str, Any]
+        self, scope: Scope, receive: Receive, send: Send, operation: str, state: RequestRecord
     ) -> None:
         gauge = metrics.INFLIGHT.labels(operation=operation)
         gauge.inc()
@@ -242,7 +242,7 @@ class GatewayMiddleware:
     def _send_wrapper(
         self,
         send: Send,
-        state: dict[str, Any],
+        state: RequestRecord,
         request_id: str,
         started: float,
         response: dict[str, Any],
@@ -259,28 +259,28 @@ class GatewayMiddleware:
         return wrapped
 
     def _observe(
-        self, operation: str | None, state: dict[str, Any], status: int, started: float, path: str
+        self, operation: str | None, state: RequestRecord, status: int, started: float, path: str
     ) -> None:
         if operation is None:
             return
         total = time.perf_counter() - started
-        provider = state.get("provider", "none")
-        code = state.get("code", "ok" if status < 400 else "error")
+        provider = state.provider or "none"
+        code = state.code or ("ok" if status < 400 else "error")
         metrics.REQUESTS.labels(
             operation=operation, provider=provider, status_code=str(status), code=code
         ).inc()
         metrics.REQUEST_DURATION.labels(operation=operation, provider=provider).observe(total)
         metrics.CALLER_REQUESTS.labels(
-            caller=state.get("caller", "none"), operation=operation, status_code=str(status)
+            caller=state.caller or "none", operation=operation, status_code=str(status)
         ).inc()
-        upstream = state.get("upstream_s", 0.0)
+        upstream = state.upstream_s or 0.0
         metrics.OVERHEAD.labels(operation=operation).observe(max(total - upstream, 0.0))
         if self.access_log:
             _log_access(state, operation, provider, status, code, total, upstream)
 
 
 def _log_access(
-    state: dict[str, Any],
+    state: RequestRecord,
     operation: str,
     provider: str,
     status: int,
@@ -290,21 +290,21 @@ def _log_access(
 ) -> None:
     """One JSON line per request. Only bounded, non-secret facts: never bodies or keys."""
     record = {
-        "request_id": state.get("request_id"),
+        "request_id": state.request_id,
         "operation": operation,
         "provider": provider,
-        "model": state.get("model"),
+        "model": state.model,
         "status": status,
         "code": code,
         # float(): an empty attempt list sums to the int 0; keep the field's type stable.
         "total_ms": round(float(total) * 1000, 2),
         "upstream_ms": round(float(upstream) * 1000, 2),
-        "attempts": state.get("attempts", 0),
-        "caller": state.get("caller"),
-        "cost_usd": state.get("cost_usd"),
+        "attempts": state.attempts,
+        "caller": state.caller,
+        "cost_usd": state.cost.usd if state.cost is not None else None,
     }
-    if state.get("user"):  # the OpenAI routes' end-user id, for abuse tracing
-        record["user"] = state["user"]
+    if state.user:  # the OpenAI routes' end-user id, for abuse tracing
+        record["user"] = state.user
     log.info(json.dumps(record))
 
 
@@ -322,11 +322,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _server_timing(state: dict[str, Any], started: float) -> bytes:
+def _server_timing(state: RequestRecord, started: float) -> bytes:
     total_ms = (time.perf_counter() - started) * 1000
     parts = [f"total;dur={total_ms:.1f}"]
-    if "upstream_s" in state:
-        parts.append(f"upstream;dur={state['upstream_s'] * 1000:.1f}")
+    if state.upstream_s is not None:
+        parts.append(f"upstream;dur={state.upstream_s * 1000:.1f}")
     return ", ".join(parts).encode()
 
 

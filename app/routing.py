@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app import metrics
+from app.domain import Attempt, CallContext, Job, Outcome, PreparedCall, ProviderResult
 from app.errors import (
     FieldError,
     Forbidden,
@@ -22,7 +23,7 @@ from app.errors import (
     ProviderUnavailable,
     ValidationFailed,
 )
-from app.providers.base import CallContext, Job, PreparedCall, Provider, ProviderResult
+from app.providers.base import Provider
 from app.providers.registry import ENABLE_HINTS
 from app.settings import BulkheadSettings, CircuitSettings, RetrySettings, Settings
 
@@ -160,29 +161,6 @@ class Bulkhead:
     def release(self, count: int = 1) -> None:
         for _ in range(count):
             self._slots.release()
-
-
-@dataclass
-class Attempt:
-    provider: str
-    outcome: str  # "ok", an error code, or "skipped:<why>" (no vendor call)
-    seconds: float
-
-    def label(self) -> str:
-        return f"{self.provider}:{self.outcome}"
-
-    @property
-    def skipped(self) -> bool:
-        return self.outcome.startswith("skipped:")
-
-
-@dataclass
-class Outcome:
-    result: ProviderResult
-    provider: str
-    attempts: list[Attempt]
-    upstream_seconds: float
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -17,17 +17,11 @@ from app import metrics
 from app.callers.auth import caller_key
 from app.callers.keys import CallerKey
 from app.callers.spend import COST_HEADER, Spending, dry_run_asked, providers_of, usd_text
+from app.domain import CallContext, Deadline, Job, Outcome, OutputImage, PreparedCall, UpscaleJob
 from app.errors import FieldError, InvalidRequest, NotAcceptable
-from app.providers.base import (
-    CallContext,
-    Deadline,
-    Job,
-    OutputImage,
-    PreparedCall,
-    UpscaleJob,
-)
 from app.providers.pricing import Cost
-from app.routing import Outcome, Router
+from app.record import RequestRecord, record_of
+from app.routing import Router
 from app.schemas import OutputOptions
 from app.settings import Settings
 
@@ -51,10 +45,12 @@ class GatewayService:
         wants = negotiate(request.headers.get("accept"), job, raw)
         dry_run = dry_run_asked(request) if dry_run is None else dry_run
         outcome = await self.run(request, job, wants_bytes=wants is not None, dry_run=dry_run)
-        cost: Cost = request.state.cost
+        record = record_of(request)
+        assert record.cost is not None  # run() priced it
+        cost = record.cost
         if dry_run:
             return dry_run_response(outcome, cost)
-        headers = result_headers(outcome, request.state.attempt_labels, cost)
+        headers = result_headers(outcome, record.attempt_labels, cost)
         if wants is not None:
             return _image_response(outcome, headers, wants)
         return _json_response(outcome, headers, started, cost)
@@ -64,14 +60,14 @@ class GatewayService:
     ) -> Outcome:
         """Route ``job`` within the request's deadline, for the caller's key (its providers,
         its budgets); what happened, and its cost (on a dry run the estimate), goes on
-        request.state."""
+        the request's record (``app.record``)."""
         key = caller_key(request)
         estimates: list[Cost] = []
-        ctx = self.context(key, job, request.state.request_id, self._timeout(request), estimates)
+        state = record_of(request)
+        ctx = self.context(key, job, state.request_id, self._timeout(request), estimates)
         ctx.wants_bytes, ctx.dry_run = wants_bytes, dry_run
         if isinstance(job, UpscaleJob):
             metrics.IMAGE_BYTES.labels(direction="in").observe(job.image.info.size)
-        state = request.state
         try:
             outcome = await self.router.run(job, ctx)
         finally:
@@ -80,8 +76,7 @@ class GatewayService:
         if dry_run:
             state.cost = estimates[-1]
             return outcome
-        state.cost = cost = await self.settle(key, job, outcome)
-        state.cost_usd = cost.usd
+        state.cost = await self.settle(key, job, outcome)
         return outcome
 
     def context(
@@ -138,7 +133,7 @@ class GatewayService:
         return min(asked, limit)
 
 
-def _record_attempts(state: Any, ctx: CallContext) -> None:
+def _record_attempts(state: RequestRecord, ctx: CallContext) -> None:
     """What the middleware logs and the error handler reports, success or not."""
     attempts = ctx.attempts
     state.attempts = sum(not a.skipped for a in attempts)

@@ -8,9 +8,9 @@ import os
 import pytest
 from PIL import Image, ImageCms
 
+from app.domain import CallContext, Deadline, InputImage, UpscaleJob
 from app.errors import ValidationFailed
 from app.images import sniff
-from app.providers.base import CallContext, Deadline, InputImage, UpscaleJob
 from app.providers.local import LocalProvider
 from app.schemas import UpscaleParams
 from tests.conftest import make_settings

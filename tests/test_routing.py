@@ -11,6 +11,16 @@ from typing import Any, ClassVar
 import pytest
 
 from app import metrics
+from app.domain import (
+    CallContext,
+    Deadline,
+    GenerateJob,
+    Job,
+    Operation,
+    OutputImage,
+    PreparedCall,
+    ProviderResult,
+)
 from app.errors import (
     ContentFiltered,
     GatewayError,
@@ -20,18 +30,7 @@ from app.errors import (
     UpstreamTimeout,
     ValidationFailed,
 )
-from app.providers.base import (
-    CallContext,
-    Deadline,
-    GenerateJob,
-    Job,
-    ModelLimits,
-    Operation,
-    OutputImage,
-    PreparedCall,
-    Provider,
-    ProviderResult,
-)
+from app.providers.base import ModelLimits, Provider
 from app.routing import CLOSED, HALF_OPEN, OPEN, Router
 from app.schemas import GenerateParams
 from tests.conftest import FakeClock, make_settings

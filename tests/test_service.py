@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from starlette.responses import Response
 
+from app.domain import Attempt, GenerateJob, Outcome, OutputImage, ProviderResult
 from app.errors import NotAcceptable
-from app.providers.base import GenerateJob, OutputImage, ProviderResult
 from app.providers.pricing import Cost
-from app.routing import Attempt, Outcome
 from app.schemas import GenerateParams
 from app.service import _json_response, negotiate
 

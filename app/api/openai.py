@@ -22,8 +22,10 @@ from app.api.openai_models import ModelIndex, ServedModel
 from app.callers import auth
 from app.callers import openapi as callers_openapi
 from app.callers.spend import dry_run_asked
+from app.domain import Job, Operation
 from app.errors import FieldError, GatewayError
-from app.providers.base import Job, Operation
+from app.providers.pricing import Cost
+from app.record import record_of
 from app.service import dry_run_response, result_headers
 
 router = APIRouter(tags=["openai"])
@@ -204,12 +206,12 @@ async def _serve(request: Request, job: Job, body: mapping.Shared) -> Response:
         )
     user = body.end_user()
     if user is not None:
-        request.state.user = user
+        record_of(request).user = user
     dry_run = dry_run_asked(request)  # the gateway's ?dry_run=true: its own answer shape
     outcome = await request.app.state.service.run(request, job, dry_run=dry_run)
     if dry_run:
-        return dry_run_response(outcome, request.state.cost)
-    headers = result_headers(outcome, request.state.attempt_labels, request.state.cost)
+        return dry_run_response(outcome, _cost(request))
+    headers = result_headers(outcome, record_of(request).attempt_labels, _cost(request))
     urls = None
     if body.response_format == "url":
         urls = await openai_results.keep(request, outcome.result.images)
@@ -270,3 +272,9 @@ def _model(name: str, entry: ServedModel) -> ModelObject:
     return ModelObject(
         id=name, created=created, owned_by=entry.provider, operations=ops, shutdown_date=sunset
     )
+
+
+def _cost(request: Request) -> Cost:
+    cost = record_of(request).cost
+    assert cost is not None  # the service priced the outcome
+    return cost

@@ -20,9 +20,8 @@ from starlette.responses import Response
 from app import intake, metrics
 from app.api.openai_errors import OpenAIParamError
 from app.api.openai_models import ModelIndex
+from app.domain import GenerateJob, InputImage, Operation, Outcome, OutputImage, UpscaleJob
 from app.images import ImageInfo
-from app.providers.base import GenerateJob, InputImage, Operation, OutputImage, UpscaleJob
-from app.routing import Outcome
 from app.schemas import GenerateParams, ProviderId, UpscaleParams
 from app.service import PartsResponse
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from app.api.openai_errors import ModelNotFound, OpenAIParamError
-from app.providers.base import Lifecycle, Operation, Provider
+from app.domain import Operation
+from app.providers.base import Lifecycle, Provider
 from app.settings import PROVIDER_IDS
 
 

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import images
+from app.domain import OutputImage
 from app.errors import FieldError, NotFound
-from app.providers.base import OutputImage
 from app.state import StateStore
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}

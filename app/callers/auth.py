@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 
 from app.callers.keys import CallerKey, KeyFileError, KeyRing, read_key_file
 from app.errors import Forbidden, Unauthorized
+from app.record import record_of
 from app.settings import CallersSettings, Settings
 
 log = logging.getLogger("image_gateway")
@@ -27,7 +28,6 @@ log = logging.getLogger("image_gateway")
 REALM = 'Bearer realm="image-gateway"'
 #: The caller of a gateway without keys (the loopback sidecar).
 ANONYMOUS = "anonymous"
-_STATE_KEY = "caller_key"
 
 #: Declared on the routes for the OpenAPI spec (security schemes); ``admit`` does the work.
 BEARER = HTTPBearer(auto_error=False, description="A caller key: `Authorization: Bearer igw_...`")
@@ -56,13 +56,12 @@ class Callers:
         """The caller's key, allowed to run ``operation`` (401/403 otherwise); None when
         keys are off. Idempotent per request: a route dependency and the fast lane may both
         call it."""
-        state = request.scope.setdefault("state", {})
-        if _STATE_KEY in state:
-            key: CallerKey | None = state[_STATE_KEY]
-            return key
+        record = record_of(request)
+        if record.admitted:
+            return record.caller_key
         key = self.authenticate(request.headers) if self.enabled else None
-        state[_STATE_KEY] = key
-        state["caller"] = key.id if key is not None else ANONYMOUS
+        record.admitted, record.caller_key = True, key
+        record.caller = key.id if key is not None else ANONYMOUS
         if key is not None and not key.may(operation):
             raise Forbidden(f"key {key.id!r} may not {operation}", reason="scope")
         return key
@@ -154,8 +153,7 @@ def require(operation: str) -> Callable[..., Awaitable[CallerKey | None]]:
 
 def caller_key(request: Request) -> CallerKey | None:
     """The key ``admit`` accepted for this request (None: keys are off)."""
-    key: CallerKey | None = request.scope.get("state", {}).get(_STATE_KEY)
-    return key
+    return record_of(request).caller_key
 
 
 def admit(request: Request, operation: str) -> CallerKey | None:

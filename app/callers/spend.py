@@ -8,10 +8,9 @@ from starlette.requests import Request
 from app import metrics
 from app.callers.auth import ANONYMOUS
 from app.callers.keys import CallerKey
+from app.domain import Job, Outcome, PreparedCall
 from app.errors import FieldError, Forbidden, InvalidRequest
-from app.providers.base import Job, PreparedCall
 from app.providers.pricing import Cost, PriceTable, actual_facts, estimate_facts
-from app.routing import Outcome
 
 COST_HEADER = "x-image-gateway-cost-usd"
 _TRUTH = {"true": True, "1": True, "false": False, "0": False, "": False}

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from app.providers.base import ModelLimits, NumberRange, Operation
+from app.domain import Operation
+from app.providers.base import ModelLimits, NumberRange
 
 #: The wall-clock budget the input limits are derived from (seconds of one core).
 TIME_BUDGET_S = 60

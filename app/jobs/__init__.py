@@ -8,9 +8,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.domain import Job
 from app.errors import FieldError, ValidationFailed
 from app.jobs.headers import parse_idempotency_key, parse_prefer
-from app.providers.base import Job
 
 
 async def serve(request: Request, job: Job) -> Response:

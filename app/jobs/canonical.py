@@ -9,7 +9,7 @@ import hashlib
 import json
 
 from app import images
-from app.providers.base import GenerateJob, InputImage, Job, Operation, UpscaleJob
+from app.domain import GenerateJob, InputImage, Job, Operation, UpscaleJob
 from app.schemas import GenerateParams, UpscaleParams
 
 

@@ -21,13 +21,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.callers.keys import CallerKey
+from app.domain import CallContext, Job, Outcome
 from app.errors import GatewayError, InternalError, JobInterrupted, problem_body
 from app.jobs import canonical
 from app.jobs import metrics as m
 from app.jobs.records import QUEUE, TERMINAL, Doc, JobRepo
 from app.lifecycle import Lifecycle
-from app.providers.base import CallContext, Job
-from app.routing import Outcome
 from app.service import GatewayService
 from app.settings import JobsSettings
 from app.state import Entry, StateStore

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from app.callers.auth import ANONYMOUS, Callers, caller_key
 from app.callers.keys import CallerKey
 from app.callers.spend import providers_of
+from app.domain import Job
 from app.errors import (
     FieldError,
     IdempotencyConflict,
@@ -33,7 +34,7 @@ from app.jobs.headers import Preference
 from app.jobs.records import QUEUE, TERMINAL, Doc, JobRepo, new_job
 from app.jobs.runner import JobRunner
 from app.lifecycle import Lifecycle
-from app.providers.base import Job
+from app.record import record_of
 from app.service import GatewayService, negotiate
 from app.settings import Settings
 from app.state import StateStore, open_store
@@ -122,7 +123,7 @@ class JobService:
             owner=owner_of(request),
             accept=wants,
             callback_url=callback,
-            request_id=request.state.request_id,
+            request_id=record_of(request).request_id,
         )
         if key is not None:
             existing = await self._bind_key(repo, request, key, body, image, doc)
@@ -294,17 +295,17 @@ class JobService:
 def owner_of(request: Request) -> str | None:
     """The caller key id that owns a job (``app.callers`` puts it in the request state);
     None when caller keys are off. A caller sees only its own jobs and its own keys."""
-    caller = request.scope.get("state", {}).get("caller")
-    return None if caller in (None, ANONYMOUS) else str(caller)
+    caller = record_of(request).caller
+    return None if caller in (None, ANONYMOUS) else caller
 
 
 def authenticate(request: Request) -> None:
     """The jobs routes need a valid caller key when keys are on (any key: a job is then
     found only by the key that submitted it)."""
     callers = request.app.state.callers
-    state = request.scope.setdefault("state", {})
-    if callers.enabled and "caller" not in state:
-        state["caller"] = callers.authenticate(request.headers).id
+    record = record_of(request)
+    if callers.enabled and record.caller is None:
+        record.caller = callers.authenticate(request.headers).id
 
 
 def _scope(request: Request, key: str) -> str:

@@ -18,8 +18,8 @@ import certifi
 from yarl import URL
 
 from app import __version__
+from app.domain import Deadline
 from app.errors import GatewayError
-from app.providers.base import Deadline
 from app.settings import TransportSettings
 from app.transport.bodies import Body, Multipart, payload
 from app.transport.errors import AnswerTooLarge, PoolTimeout, translate

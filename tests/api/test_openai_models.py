@@ -10,14 +10,8 @@ import pytest
 
 from app.api.openai_errors import ModelNotFound, OpenAIParamError
 from app.api.openai_models import ModelIndex
-from app.providers.base import (
-    Lifecycle,
-    ModelLimits,
-    Operation,
-    PreparedCall,
-    Provider,
-    ProviderResult,
-)
+from app.domain import Operation, PreparedCall, ProviderResult
+from app.providers.base import Lifecycle, ModelLimits, Provider
 from tests.conftest import make_settings
 
 

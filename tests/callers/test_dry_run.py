@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from app.domain import CallContext, Deadline, Job
 from app.errors import GatewayError
-from app.providers.base import CallContext, Deadline, Job
 from app.providers.registry import build_providers
 from app.routing import Router
 from tests.callers.vendors import Vendors, vendor_emulators

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from app import metrics
+from app.domain import Operation
 from app.main import create_app
 from app.providers import deepimage_limits, vertex_limits
-from app.providers.base import Operation
 from app.providers.pricing import CallFacts, Price, PriceTable, PriceTier, apply
 from app.providers.registry import price_table
 from app.providers.venice_limits import UPSCALE_MODEL

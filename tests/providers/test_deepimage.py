@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from app.domain import CallContext, Deadline, GenerateJob, InputImage, UpscaleJob
 from app.errors import (
     GatewayError,
     ProviderUnavailable,
@@ -31,7 +32,6 @@ from app.errors import (
 )
 from app.images import sniff
 from app.providers import deepimage as deepimage_module
-from app.providers.base import CallContext, Deadline, GenerateJob, InputImage, UpscaleJob
 from app.providers.deepimage import DeepImageProvider, default_poll_delays
 from app.providers.deepimage_limits import (
     GENERATE_MODELS,

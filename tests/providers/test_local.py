@@ -7,9 +7,9 @@ import io
 import pytest
 from PIL import Image
 
+from app.domain import CallContext, Deadline, GenerateJob, InputImage, UpscaleJob
 from app.errors import InvalidRequest, ProviderUnavailable, ValidationFailed
 from app.images import sniff
-from app.providers.base import CallContext, Deadline, GenerateJob, InputImage, UpscaleJob
 from app.providers.local import LocalCall, LocalProvider
 from app.schemas import GenerateParams, UpscaleParams
 from tests.conftest import make_settings, png_bytes

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from app.domain import InputImage, UpscaleJob
 from app.errors import ProviderUnavailable, ValidationFailed
 from app.images import sniff
-from app.providers.base import InputImage, UpscaleJob
 from app.providers.local import LocalProvider
 from app.providers.memory_budget import MIB, MemoryBudget, lanczos_peak
 from app.schemas import UpscaleParams

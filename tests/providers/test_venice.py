@@ -12,6 +12,15 @@ from typing import Any, cast
 import pytest
 from PIL import Image
 
+from app.domain import (
+    CallContext,
+    Deadline,
+    GenerateJob,
+    InputImage,
+    Job,
+    ProviderResult,
+    UpscaleJob,
+)
 from app.errors import (
     ContentFiltered,
     GatewayError,
@@ -22,15 +31,6 @@ from app.errors import (
     ValidationFailed,
 )
 from app.images import ImageInfo, sniff
-from app.providers.base import (
-    CallContext,
-    Deadline,
-    GenerateJob,
-    InputImage,
-    Job,
-    ProviderResult,
-    UpscaleJob,
-)
 from app.providers.venice import VeniceProvider
 from app.schemas import GenerateParams, UpscaleParams
 from tests.conftest import FakeClock, gateway, make_settings, png_bytes

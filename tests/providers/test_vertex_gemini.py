@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from app.domain import Usage
 from app.errors import ContentFiltered, ModelDiscontinued, ValidationFailed
-from app.providers.base import Usage
 from app.providers.vertex import VertexProvider
 from app.providers.vertex_limits import DISCONTINUED, GEMINI
 from tests.conftest import gateway

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from app.domain import CallContext, Deadline, GenerateJob, InputImage, Job, UpscaleJob
 from app.images import sniff
-from app.providers.base import CallContext, Deadline, GenerateJob, InputImage, Job, UpscaleJob
 from app.providers.vertex import VertexProvider
 from app.schemas import GenerateParams, UpscaleParams
 from tests.conftest import make_settings, png_bytes

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from app.domain import Deadline
 from app.errors import ProviderUnavailable, UpstreamError, UpstreamTimeout
-from app.providers.base import Deadline
 from app.transport import Transport
 from tests.conftest import make_settings
 from tests.transport.rawserver import Exchange, answer, raw_server

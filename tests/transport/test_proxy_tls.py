@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from app.domain import Deadline
 from app.errors import ProviderUnavailable, UpstreamError
-from app.providers.base import Deadline
 from app.settings import explicit_settings
 from app.transport import ProxyRules, Transport
 from tests.process import free_port
