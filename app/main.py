@@ -8,7 +8,7 @@ leaves through the one problem+json handler below.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app import __version__, lifecycle, metrics
 from app.api import contract, openai, operational, operations
@@ -26,6 +25,7 @@ from app.callers import openapi as callers_openapi
 from app.callers.auth import Callers, warn_if_open
 from app.callers.spend import Spending
 from app.errors import GatewayError
+from app.fast_lane import FastLane, flat_routes
 from app.jobs.service import JobService
 from app.middleware import GatewayMiddleware, problem_response_parts, to_gateway_error
 from app.providers.registry import build_providers, price_table
@@ -79,17 +79,22 @@ def create_app(
     app.include_router(operational.router)
     app.include_router(openai.router)
     _install_error_handler(app)
-    endpoints = {
-        **{path: entry[0] for path, entry in operations.ENDPOINTS.items()},
-        "/v1/images/upscale": openai.upscale_image,
-        "/v1/images/generations": openai.create_image,
-    }
+    # The fast lane (app/fast_lane.py): POSTs to these paths skip FastAPI's routing and
+    # dependency solving; their handlers check the caller themselves.
+    fast_lane = FastLane(
+        {
+            **{path: entry[0] for path, entry in operations.ENDPOINTS.items()},
+            "/v1/images/upscale": openai.upscale_image,
+            "/v1/images/generations": openai.create_image,
+        }
+    )
+    app.state.fast_lane = fast_lane
     app.add_middleware(
         GatewayMiddleware,
         max_body_bytes=settings.max_body_bytes,
         lifecycle=life,
         access_log=settings.access_log,
-        endpoints=endpoints,
+        fast_lane=fast_lane,
         render_error=problem_response,
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -110,20 +115,10 @@ def _install_error_handler(app: FastAPI) -> None:
 def _allowed_methods(request: Request) -> str:
     path = request.scope["path"]
     methods: set[str] = set()
-    for route in _flat(request.app.routes):
+    for route in flat_routes(request.app.routes):
         if route.path_regex.match(path) and route.methods:
             methods |= route.methods
     return ", ".join(sorted(methods))
-
-
-def _flat(routes: Iterable[Any]) -> Iterator[Route]:
-    """Routes, with those of included routers (FastAPI keeps each router as one entry;
-    the gateway includes them without a prefix)."""
-    for route in routes:
-        if isinstance(route, Route):
-            yield route
-        elif hasattr(route, "original_router"):
-            yield from _flat(route.original_router.routes)
 
 
 def problem_response(request: Request, error: GatewayError) -> Response:

@@ -14,7 +14,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,7 @@ from app.errors import (
     ProviderUnavailable,
     problem_body,
 )
+from app.fast_lane import Endpoint, FastLane
 from app.lifecycle import Lifecycle
 from app.record import RequestRecord, record_of
 
@@ -111,16 +112,13 @@ def problem_response_parts(
     return status, headers, body
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorRenderer = Callable[[Request, GatewayError], Response]
 
 
 class GatewayMiddleware:
-    """``endpoints`` maps the two operation paths to their handlers: a POST to them is
-    dispatched here directly, skipping FastAPI's router, dependency solving and exception
-    middleware, which cost ~30% of the gateway's per-request CPU (docs/performance.md).
-    The same handlers stay registered as FastAPI routes, for the OpenAPI spec and for
-    every other method (405)."""
+    """Every request: id, body limit, drain refusal, metrics, access log. POSTs to the
+    fast lane's paths (``app.fast_lane``) go straight to their handlers; everything else
+    goes to FastAPI."""
 
     def __init__(
         self,
@@ -128,14 +126,14 @@ class GatewayMiddleware:
         max_body_bytes: int,
         lifecycle: Lifecycle,
         access_log: bool,
-        endpoints: Mapping[str, Endpoint],
+        fast_lane: FastLane,
         render_error: ErrorRenderer,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.lifecycle = lifecycle
         self.access_log = access_log
-        self.endpoints = endpoints
+        self.fast_lane = fast_lane
         self.render_error = render_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,7 +190,7 @@ class GatewayMiddleware:
         gauge.inc()
         self.lifecycle.enter()
         try:
-            endpoint = self.endpoints.get(scope["path"]) if scope["method"] == "POST" else None
+            endpoint = self.fast_lane.endpoint_for(scope)
             if endpoint is None:
                 await self.app(scope, self._limited(receive), send)
             else:
