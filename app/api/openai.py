@@ -142,11 +142,16 @@ def _body(schema: str, media_type: str) -> dict[str, Any]:
     }
 
 
-def _index(request: Request) -> ModelIndex:
+async def _index(request: Request, refresh: bool = True) -> ModelIndex:
+    """The model names this gateway serves; ``refresh`` first brings dynamic lists (Venice's
+    catalog) up to date, which only a request that names a model needs."""
     service = request.app.state.service
     routing = service.settings.routing
     order = {Operation.GENERATE: routing.generate, Operation.UPSCALE: routing.upscale}
-    return ModelIndex(service.router.providers, service.settings.openai.model_aliases, order)
+    index = ModelIndex(service.router.providers, service.settings.openai.model_aliases, order)
+    if refresh:
+        await index.refresh()
+    return index
 
 
 @router.post(
@@ -163,9 +168,7 @@ async def create_image(request: Request) -> Response:
     refused (400 naming it)."""
     auth.admit(request, "generate")
     body = mapping.parse_request(mapping.ImagesGenerateRequest, await intake.read_json(request))
-    index = _index(request)
-    if body.model is not None:
-        await index.refresh()
+    index = await _index(request, refresh=body.model is not None)
     job = mapping.generate_job(body, index)
     return await _serve(request, job, body)
 
@@ -189,9 +192,7 @@ async def upscale_image(request: Request) -> Response:
         exc.errors = exc.errors or [FieldError(("image",), exc.detail)]
         raise
     body = mapping.parse_request(mapping.ImagesUpscaleParams, fields)
-    index = _index(request)
-    if body.model is not None:
-        await index.refresh()
+    index = await _index(request, refresh=body.model is not None)
     job = mapping.upscale_job(body, image, index)
     return await _serve(request, job, body)
 
@@ -243,8 +244,7 @@ async def image_result(request: Request, token: str, name: str) -> Response:
 async def list_models(request: Request) -> ModelList:
     """Every image model of the enabled providers (`owned_by` = provider), then every
     configured alias whose target is served."""
-    index = _index(request)
-    await index.refresh()
+    index = await _index(request)
     return ModelList(data=[_model(name, entry) for name, entry in index.listing()])
 
 
@@ -257,8 +257,7 @@ async def list_models(request: Request) -> ModelList:
 )
 async def retrieve_model(request: Request, model: str) -> ModelObject:
     """One entry of GET /v1/models."""
-    index = _index(request)
-    await index.refresh()
+    index = await _index(request)
     found = index.find(model)
     if found is not None:
         return _model(*found)
