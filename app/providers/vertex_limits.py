@@ -35,8 +35,9 @@ MAX_INPUT_BYTES = MAX_INPUT_BASE64_CHARS // 4 * 3
 UPSCALE_MAX_OUTPUT_PIXELS = 17_000_000
 #: ``GenerationConfig.seed`` is an int32 (P-CONTENT).
 SEED_RANGE = NumberRange(min=-(2**31), max=2**31 - 1)
-#: Gemini image models refuse ``candidateCount`` > 1 (§2.2), so n images are n calls.
-N_RANGE = NumberRange(min=1, max=8)
+#: Gemini image models refuse ``candidateCount`` > 1 (§2.2), so n images are n calls, each
+#: billed and each holding a bulkhead slot: at most 4 at once, as Imagen's sampleCount was.
+N_RANGE = NumberRange(min=1, max=4)
 
 # fmt: off
 RATIOS_10 = ("1:1", "3:2", "2:3", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -148,7 +149,7 @@ def _gemini(
         thinking_levels=thinking,
         generate_options=gemini_options(sizes, thinking),
         rules=(
-            "n images are n parallel generateContent calls (candidateCount > 1 is refused)",
+            "n 1..4: n images are n parallel generateContent calls (candidateCount > 1 is refused)",
             "width/height must be one of the documented sizes; they pick aspectRatio "
             "(and imageSize)",
             "negative_prompt is refused (no such field) unless "
