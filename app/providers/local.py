@@ -115,10 +115,10 @@ class LocalProvider(Provider):
                     )
                 ]
             )
+        self.parse_options(job.params.options)
         if self.ai.handles(job.params.model or MODEL):
             return self.ai.prepare(job, job.params.model or MODEL)
         limits = self.limits_for(job.params.model or MODEL, Operation.UPSCALE)
-        self.parse_options(job.params.options)
         info = _upright(job.image.info, pixels.orientation(job.image.data))
         errors = self._check(job.params, info, limits)
         if errors:

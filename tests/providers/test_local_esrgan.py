@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 from PIL import Image
 
-from app.errors import ProviderUnavailable
+from app.errors import ProviderUnavailable, ValidationFailed
 from app.esrgan.models import NETWORKS
 from app.images import sniff
 from app.providers.base import (
@@ -214,3 +214,13 @@ async def test_a_vendor_outage_degrades_to_the_local_model_with_a_warning() -> N
     assert (outcome.provider, outcome.result.model) == ("local", "realesr-animevideov3")
     assert any("served as the fallback with realesr-animevideov3" in w for w in outcome.warnings)
     assert (outcome.result.images[0].width, outcome.result.images[0].height) == (48, 32)
+
+
+def test_options_are_refused_for_the_models_as_for_lanczos() -> None:
+    provider = LocalProvider(make_settings())
+    data = encode(photo(16, 16))
+    params = UpscaleParams.model_validate(
+        {"model": "realesr-animevideov3", "scale": 2, "options": {"local": {"x": 1}}}
+    )
+    with pytest.raises(ValidationFailed):
+        provider.prepare(UpscaleJob(params=params, image=InputImage(data, sniff(data))))
