@@ -50,13 +50,18 @@ RUN if [ "$ESRGAN" = 1 ]; then \
     fi
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/healthcheck.py /opt/image-gateway/healthcheck.py
+# The embedded state store (jobs, Idempotency-Key, results): mount a volume here when the
+# root filesystem is read-only (compose, Kubernetes); owned by the gateway's user so that
+# a fresh named volume inherits it.
+RUN mkdir -p /var/lib/image-gateway && chown 10001:10001 /var/lib/image-gateway
 # Inside a container the gateway must listen on every interface (the app's default is
 # 127.0.0.1); the read-only root filesystem is why Python must not write bytecode.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     IMAGE_GATEWAY_HOST=0.0.0.0 \
-    IMAGE_GATEWAY_PORT=8080
+    IMAGE_GATEWAY_PORT=8080 \
+    IMAGE_GATEWAY_STATE__DATA_DIR=/var/lib/image-gateway
 WORKDIR /opt/image-gateway
 USER 10001:10001
 EXPOSE 8080

@@ -231,6 +231,10 @@ class JobRunner:
         if error.provider:
             fields["provider"] = error.provider
         await self._final(doc, "failed", fields)
+        if error.status in (429, 503) and doc.get("idem_scope"):
+            # Rate limited or nothing available: no vendor did the work, so the key is
+            # released and a retry with it runs again (docs/jobs.md).
+            await self.repo.release_key(doc["idem_scope"])
 
     async def _final(self, doc: Doc, status: str, fields: dict[str, Any]) -> None:
         done = await self.repo.transition(

@@ -126,6 +126,7 @@ class JobService:
             request_id=record_of(request).request_id,
         )
         if key is not None:
+            doc["idem_scope"] = _scope(request, key)
             existing = await self._bind_key(repo, request, key, body, image, doc)
             if existing is not None:
                 return await self._repeat(repo, request, existing, prefer)

@@ -19,7 +19,11 @@ from app.settings import Settings
 from tests.deploy.tooling import COMPOSE_FILE, ROOT, require_tool, run
 from tests.emulators import deepimage, venice
 
-PROFILES = {"default": [], "sandbox": ["--profile", "sandbox"]}
+PROFILES = {
+    "default": [],
+    "sandbox": ["--profile", "sandbox"],
+    "replicas": ["--profile", "replicas"],
+}
 
 
 def compose(*args: str) -> tuple[int, str, str]:
@@ -147,3 +151,18 @@ def test_secrets_are_not_written_into_the_compose_file() -> None:
     emulated = services["gateway-sandbox"]["environment"]
     assert emulated["IMAGE_GATEWAY_VENICE__API_KEY"] == venice.DEFAULT_API_KEY
     assert emulated["IMAGE_GATEWAY_DEEPIMAGE__API_KEY"] == deepimage.DEFAULT_API_KEY
+
+
+def test_replicas_share_one_redis_with_distinct_queue_names() -> None:
+    services = rendered("replicas")["services"]
+    replicas = [services[name] for name in ("gateway-r1", "gateway-r2")]
+    urls = {r["environment"]["IMAGE_GATEWAY_STATE__URL"] for r in replicas}
+    assert urls == {"redis://redis:6379/0"}
+    consumers = {r["environment"]["IMAGE_GATEWAY_JOBS__CONSUMER"] for r in replicas}
+    assert len(consumers) == 2
+    for replica in replicas:
+        assert replica["depends_on"] == {"redis": {"condition": "service_healthy"}}
+        assert replica["read_only"] is True
+        assert all(p.startswith("127.0.0.1:") for p in replica["ports"])
+    assert "--appendonly" in services["redis"]["command"]
+    assert "/var/lib/image-gateway" in str(services["gateway"]["volumes"])

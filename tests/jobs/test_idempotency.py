@@ -151,3 +151,19 @@ async def test_generate_takes_a_key_too(
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[0].content == answers[1].content
     assert submissions(deepimage) == 1
+
+
+async def test_a_503_releases_the_key_so_a_retry_runs_again(
+    deepimage_server: EmulatorServer, deepimage: DeepImageState, state_settings: dict[str, Any]
+) -> None:
+    deepimage.add_fault(Fault("status", status=503, path="/rest_api/process", times=3))
+    headers = {"idempotency-key": "retry-me"}
+    async with gateway(settings(deepimage_server, state_settings)) as client:
+        first = await client.post("/v1/upscale", json=body(), headers=headers)
+        second = await client.post("/v1/upscale", json=body(), headers=headers)
+        third = await client.post("/v1/upscale", json=body(), headers=headers)
+    assert first.status_code == 503
+    assert second.status_code == 200 and "idempotent-replayed" not in second.headers
+    assert third.status_code == 200 and third.headers["idempotent-replayed"] == "true"
+    assert third.content == second.content
+    assert submissions(deepimage) == 1
