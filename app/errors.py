@@ -211,6 +211,12 @@ class QueueFull(GatewayError):
     status, code, title = 503, "queue_full", "Job queue full"
 
 
+class StateUnavailable(GatewayError):
+    """The state store (SQLite file, Redis) cannot be reached: jobs and keys are on hold."""
+
+    status, code, title = 503, "state_unavailable", "State store unavailable"
+
+
 def problem_body(error: GatewayError, request_id: str) -> dict[str, Any]:
     """The problem+json document for ``error`` (RFC 9457 plus the gateway's fields)."""
     body: dict[str, Any] = {

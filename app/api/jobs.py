@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.jobs import answers
+from app.jobs import answers, store_errors
 from app.schemas import JobResource
 
 router = APIRouter(tags=["jobs"])
@@ -32,7 +32,8 @@ _404: dict[int | str, dict[str, Any]] = {
     responses=_404,
 )
 async def get_job(request: Request, job_id: str) -> Response:
-    _, doc = await request.app.state.jobs.find(request, job_id)
+    with store_errors():
+        _, doc = await request.app.state.jobs.find(request, job_id)
     return answers.json_response(answers.resource(doc))
 
 
@@ -57,8 +58,9 @@ async def get_job(request: Request, job_id: str) -> Response:
     },
 )
 async def get_job_result(request: Request, job_id: str) -> Response:
-    repo, doc = await request.app.state.jobs.find(request, job_id)
-    return await answers.final_answer(repo, doc, request.headers.get("accept"), {})
+    with store_errors():
+        repo, doc = await request.app.state.jobs.find(request, job_id)
+        return await answers.final_answer(repo, doc, request.headers.get("accept"), {})
 
 
 @router.delete(
@@ -69,5 +71,6 @@ async def get_job_result(request: Request, job_id: str) -> Response:
     responses={**_404, 409: {"description": "Already finished (job_conflict)", **_PROBLEM}},
 )
 async def cancel_job(request: Request, job_id: str) -> Response:
-    doc = await request.app.state.jobs.cancel(request, job_id)
+    with store_errors():
+        doc = await request.app.state.jobs.cancel(request, job_id)
     return answers.json_response(answers.resource(doc))

@@ -5,12 +5,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.domain import Job
-from app.errors import FieldError, ValidationFailed
+from app.errors import FieldError, StateUnavailable, ValidationFailed
 from app.jobs.headers import parse_idempotency_key, parse_prefer
+from app.state import STORE_ERRORS
+
+log = logging.getLogger("image_gateway.jobs")
 
 
 async def serve(request: Request, job: Job) -> Response:
@@ -24,4 +31,17 @@ async def serve(request: Request, job: Job) -> Response:
                 errors=[FieldError(("body", "callback_url"), "needs Prefer: respond-async")],
             )
         return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]
-    return await request.app.state.jobs.submit(request, job, prefer, key)  # type: ignore[no-any-return]
+    with store_errors():
+        return await request.app.state.jobs.submit(request, job, prefer, key)  # type: ignore[no-any-return]
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A store that cannot be reached is a 503 with a code of its own, never a 500."""
+    try:
+        yield
+    except STORE_ERRORS as exc:
+        log.warning("jobs: the state store failed: %s", type(exc).__name__)
+        raise StateUnavailable(
+            "the job store is unavailable; retry shortly", retry_after=5
+        ) from None

@@ -86,6 +86,11 @@ class JobRepo:
             f"jobimg:{job_id}"
         )
 
+    async def drop_request(self, job_id: str) -> None:
+        """A finished job needs its request no more (the fingerprint stays on the job)."""
+        await self.store.delete_blob(f"jobreq:{job_id}")
+        await self.store.delete_blob(f"jobimg:{job_id}")
+
     async def save_images(self, job_id: str, images: list[bytes]) -> None:
         for index, data in enumerate(images):
             await self.store.put_blob(f"jobres:{job_id}:{index}", data, self.ttl_s)

@@ -242,6 +242,7 @@ class JobRunner:
         )
         if done is None:  # canceled meanwhile: the result is dropped, as the caller asked
             return
+        await self.repo.drop_request(doc["id"])
         m.JOBS.labels(operation=done["operation"], status=status).inc()
         m.JOB_AGE.labels(operation=done["operation"], status=status).observe(
             done["updated_at"] - done["created_at"]

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from starlette.requests import Request
@@ -37,7 +39,7 @@ from app.lifecycle import Lifecycle
 from app.record import record_of
 from app.service import GatewayService, negotiate
 from app.settings import Settings
-from app.state import StateStore, open_store
+from app.state import STORE_ERRORS, StateStore, open_store
 
 log = logging.getLogger("image_gateway.jobs")
 REPLAYED = {"idempotent-replayed": "true"}
@@ -65,13 +67,34 @@ class JobService:
         never creates a data directory."""
         state = self.settings.state
         if state.url or (state.data_dir / "state.sqlite3").exists():
-            await self.ensure_started()
+            try:
+                await self.ensure_started()
+            except STORE_ERRORS as exc:  # Redis down at boot: serve, and keep trying
+                log.error("jobs: the state store is unreachable (%s); retrying", exc)
+                self._spawn(self._start_later())
+
+    async def _start_later(self) -> None:
+        delay = 1.0
+        while self.store is None:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(*STORE_ERRORS):
+                await self.ensure_started()
+            delay = min(delay * 2, 30.0)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def ensure_started(self) -> JobRepo:
         async with self._lock:
             if self.store is None:
                 store = open_store(self.settings.state)
-                await store.start()
+                try:
+                    await store.start()
+                except BaseException:
+                    await store.aclose()
+                    raise
                 self.store = store
                 await self._start_runner(store)
         return JobRepo(self.store, self.cfg.result_ttl_s)
@@ -83,7 +106,7 @@ class JobService:
             self.deliverer = webhooks.Deliverer(
                 secret.get_secret_value(), self.cfg.webhook_retry_for_s, self.cfg.webhook_timeout_s
             )
-        consumer = self.cfg.consumer or socket.gethostname()
+        consumer = consumer_name(self.cfg.consumer, self.settings.workers)
         repo = JobRepo(store, self.cfg.result_ttl_s)
         self.runner = JobRunner(
             store, repo, self.service, self.cfg, self.life, consumer, self._finished, self._key
@@ -253,9 +276,7 @@ class JobService:
         for event in self._waiters.get(doc["id"], ()):
             event.set()
         if doc.get("callback_url") and self.deliverer is not None:
-            task = asyncio.create_task(self._deliver(doc))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._deliver(doc))
 
     async def _deliver(self, doc: Doc) -> None:
         assert self.deliverer is not None and self.store is not None
@@ -291,6 +312,15 @@ class JobService:
             self.runner.cancel_local(job_id)
         await self._finished(done)
         return done
+
+
+def consumer_name(configured: str | None, workers: int) -> str:
+    """This process's name in the job queue: stable across restarts (so a restarted process
+    resumes its own jobs at once), unique among live processes. Worker processes of one
+    server share the host name, so each adds its pid (a dead one's jobs are then taken over
+    by its siblings when the lease lapses)."""
+    name = configured or socket.gethostname()
+    return name if workers == 1 else f"{name}-{os.getpid()}"
 
 
 def owner_of(request: Request) -> str | None:

@@ -31,12 +31,17 @@ against a real SQLite file and a real ``redis-server``, so a new method gets tes
 
 from __future__ import annotations
 
+import sqlite3
+
+from redis.exceptions import RedisError
+
 from app.settings import StateSettings
 from app.state.base import Depth, Entry, Record, StateStore, Window
 from app.state.redis_store import RedisStore
 from app.state.sqlite_store import SQLiteStore
 
 __all__ = [
+    "STORE_ERRORS",
     "Depth",
     "Entry",
     "Record",
@@ -46,6 +51,10 @@ __all__ = [
     "Window",
     "open_store",
 ]
+
+
+#: What a store raises when its backend is unreachable or failing (translate at the edge).
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, sqlite3.Error, OSError)
 
 
 def open_store(settings: StateSettings) -> StateStore:

@@ -169,3 +169,30 @@ async def test_cancel_a_queued_job_never_runs_it(tmp_path: Path) -> None:
         result = await client.get(f"/v1/jobs/{job['id']}/result")
         assert result.status_code == 409
         assert (await client.get(f"/v1/jobs/{job['id']}")).json()["attempts"] == 0
+
+
+async def test_an_unreachable_redis_is_503_for_jobs_and_nothing_else() -> None:
+    from tests.process import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with gateway(make_settings(state={"url": url})) as client:
+        plain = await client.post("/v1/upscale", json=upscale_body())
+        job = await client.post(
+            "/v1/upscale", json=upscale_body(), headers={"prefer": "respond-async"}
+        )
+        lookup = await client.get("/v1/jobs/job_x")
+    assert plain.status_code == 200
+    for answer in (job, lookup):
+        assert answer.status_code == 503
+        assert answer.json()["code"] == "state_unavailable"
+        assert answer.headers["retry-after"] == "5"
+
+
+def test_worker_processes_get_distinct_queue_names() -> None:
+    import os
+
+    from app.jobs.service import consumer_name
+
+    assert consumer_name("pod-7", 1) == "pod-7"
+    assert consumer_name("pod-7", 4) == f"pod-7-{os.getpid()}"
+    assert consumer_name(None, 1)
