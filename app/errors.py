@@ -41,6 +41,7 @@ class ProblemCode(StrEnum):
     QUEUE_FULL = "queue_full"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    STATE_UNAVAILABLE = "state_unavailable"
 
 
 @dataclass(frozen=True)
