@@ -1,8 +1,10 @@
-"""The application: ``create_app(settings)``.
+"""The application: ``create_app(settings, lifecycle)``.
 
-The lifespan owns the provider clients; the routers are thin; and every error, whether
-the gateway's own, FastAPI's validation, an unknown route or an unexpected exception,
-leaves through the one problem+json handler below.
+The lifespan owns the provider clients (each on its ``app.transport.Transport``); the
+routers are thin; the fast lane (``app.fast_lane``) is built here, in the open; and every
+error, whether the gateway's own, FastAPI's validation, an unknown route or an unexpected
+exception, leaves through the one problem+json renderer below. The server passes in the
+``Lifecycle`` it drains (``app.server.AppFactory``).
 """
 
 from __future__ import annotations
