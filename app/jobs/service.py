@@ -65,13 +65,16 @@ class JobService:
         """At start-up: Redis always (other replicas may need this one); SQLite only when
         its file exists (jobs left by an earlier run), so a gateway never used for jobs
         never creates a data directory."""
-        state = self.settings.state
-        if state.url or (state.data_dir / "state.sqlite3").exists():
+        if self._store_exists():
             try:
                 await self.ensure_started()
             except STORE_ERRORS as exc:  # Redis down at boot: serve, and keep trying
                 log.error("jobs: the state store is unreachable (%s); retrying", exc)
                 self._spawn(self._start_later())
+
+    def _store_exists(self) -> bool:
+        state = self.settings.state
+        return bool(state.url) or (state.data_dir / "state.sqlite3").exists()
 
     async def _start_later(self) -> None:
         delay = 1.0
@@ -295,6 +298,8 @@ class JobService:
     # ------------------------------------------------------------------ /v1/jobs/{id}
     async def find(self, request: Request, job_id: str) -> tuple[JobRepo, Doc]:
         authenticate(request)
+        if self.store is None and not self._store_exists():
+            raise JobNotFound(f"no job {job_id!r} (no job was ever submitted here)")
         repo = await self.ensure_started()
         doc = await repo.get(job_id) if job_id.startswith("job_") else None
         if doc is None or doc.get("owner") != owner_of(request):

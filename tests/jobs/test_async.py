@@ -103,6 +103,8 @@ async def test_no_prefer_no_key_creates_no_state(tmp_path: Path) -> None:
         answer = await client.post("/v1/upscale", json=upscale_body())
         assert answer.status_code == 200
         assert "x-image-gateway-job" not in answer.headers
+        lookup = await client.get("/v1/jobs/job_123")
+        assert lookup.status_code == 404 and lookup.json()["code"] == "job_not_found"
     assert not (tmp_path / "data").exists()
 
 
