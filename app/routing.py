@@ -23,7 +23,7 @@ from app.errors import (
     ProviderUnavailable,
     ValidationFailed,
 )
-from app.providers.base import Provider
+from app.providers.base import Provider, size_notes
 from app.providers.registry import ENABLE_HINTS
 from app.settings import BulkheadSettings, CircuitSettings, RetrySettings, Settings
 
@@ -221,6 +221,7 @@ class Router:
         for index, pid in enumerate(candidates):
             result = await self._try_provider(pid, job, ctx, walk)
             if result is not None:
+                result.warnings.extend(size_notes(pid, job, result))
                 return self._outcome(pid, result, walk)
             nxt = candidates[index + 1] if index + 1 < len(candidates) else None
             last = walk.attempts[-1] if walk.attempts else None

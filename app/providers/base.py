@@ -371,6 +371,36 @@ class Provider(ABC):
 # --------------------------------------------------------------------------- shared checks
 
 
+#: How far an image's width/height may stray from the asked ratio (Gemini's 21:9 at 1K is
+#: 1584x672, 1% off; 2.5 Flash's is 1536x672, 2% off).
+RATIO_TOLERANCE = 0.03
+
+
+def size_notes(provider: str, job: Job, result: ProviderResult) -> list[str]:
+    """What the answer says about the size asked for: a vendor that ignored ``aspect_ratio``
+    or ``width``/``height`` is reported, never passed over in silence."""
+    if not isinstance(job, GenerateJob):
+        return []
+    params = job.params
+    wrong = []
+    for image in result.images:
+        if not image.width or not image.height:
+            continue
+        if params.aspect_ratio is not None:
+            across, down = (int(p) for p in params.aspect_ratio.split(":"))
+            if abs(image.width / image.height / (across / down) - 1) > RATIO_TOLERANCE:
+                wrong.append(f"{image.width}x{image.height}")
+        elif (params.width or image.width, params.height or image.height) != (
+            image.width,
+            image.height,
+        ):
+            wrong.append(f"{image.width}x{image.height}")
+    if not wrong:
+        return []
+    asked = params.aspect_ratio or f"{params.width or '*'}x{params.height or '*'}"
+    return [f"{provider} returned {', '.join(dict.fromkeys(wrong))}, not the {asked} asked for"]
+
+
 def check_range(
     provider: str,
     name: str,

@@ -100,9 +100,13 @@ class LocalProvider(Provider):
         await self.ai.aclose()
 
     def prepare_fallback(self, job: Job) -> PreparedCall:
+        job, notes = _without_guidance(job)
         if isinstance(job, UpscaleJob) and job.params.model is None:
-            return self.ai.prepare_fallback(job, self.prepare)
-        return self.prepare(job)
+            call = self.ai.prepare_fallback(job, self.prepare)
+        else:
+            call = self.prepare(job)
+        call.warnings[:0] = notes
+        return call
 
     def prepare(self, job: Job) -> PreparedCall:
         if isinstance(job, GenerateJob):
@@ -116,6 +120,9 @@ class LocalProvider(Provider):
                 ]
             )
         self.parse_options(job.params.options)
+        guidance = _guidance_errors(job.params)
+        if guidance:  # Lanczos and Real-ESRGAN take no guidance: refused, not ignored
+            raise self.refuse(guidance)
         if self.ai.handles(job.params.model or MODEL):
             return self.ai.prepare(job, job.params.model or MODEL)
         limits = self.limits_for(job.params.model or MODEL, Operation.UPSCALE)
@@ -226,3 +233,20 @@ def _upscale(call: LocalCall, max_answer: int) -> pixels.Encoded:
     resized.info = info
     data = pixels.encode(resized, call.format, call.quality, max_answer)
     return pixels.Encoded(data, resized.width, resized.height)
+
+
+def _guidance_errors(params: UpscaleParams) -> list[FieldError]:
+    return [
+        FieldError((name,), f"{name} is not used by the local upscaler", f"local: no {name}")
+        for name in ("prompt", "creativity")
+        if getattr(params, name) is not None
+    ]
+
+
+def _without_guidance(job: Job) -> tuple[Job, list[str]]:
+    """A fallback upscale keeps going without prompt/creativity, saying so in a warning."""
+    if not isinstance(job, UpscaleJob) or not _guidance_errors(job.params):
+        return job, []
+    params = job.params.model_copy(update={"prompt": None, "creativity": None})
+    note = "local: prompt and creativity were dropped; the local upscaler takes neither"
+    return UpscaleJob(params, job.image), [note]

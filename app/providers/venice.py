@@ -240,11 +240,13 @@ class VeniceProvider(Provider):
         if errors:
             raise self.refuse(errors)
         fmt = (params.output.format if params.output else None) or vl.GEN_DEFAULT_FORMAT
+        body, warnings = vl.generate_body(params, model, fmt, options, spec)
         return VeniceGenerateCall(
             self.id,
             Operation.GENERATE,
             model,
-            body=vl.generate_body(params, model, fmt, options),
+            warnings=warnings,
+            body=body,
             variants=params.n,
             return_binary=options.return_binary,
             mime_type=f"image/{fmt}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -16,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from app.errors import FieldError
 from app.images import ImageInfo
 from app.providers.base import (
+    Lifecycle,
     ModelLimits,
     NumberRange,
     Operation,
@@ -386,10 +388,16 @@ class ImageConstraints(_Lenient):
     resolutions: list[str] | None = None
     qualities: list[str] | None = None
     maxStyleReferences: int | None = None
+    widthHeightDivisor: int | None = None
+
+
+class Deprecation(_Lenient):
+    date: str | None = None
 
 
 class ModelSpec(_Lenient):
     constraints: ImageConstraints = ImageConstraints()
+    deprecation: Deprecation | None = None
 
 
 class ImageModel(_Lenient):
@@ -446,12 +454,28 @@ _GENERATE_RULES = (
 )
 
 
+def lifecycle_of(spec: ImageModel | None) -> Lifecycle:
+    """A model the catalog marks ``model_spec.deprecation.date`` is deprecated (§2.5); the
+    vendor calls that date the deprecation date (its removal date is not published)."""
+    day = spec.model_spec.deprecation.date if spec and spec.model_spec.deprecation else None
+    if not day:
+        return Lifecycle()
+    try:
+        deprecated = date.fromisoformat(day[:10])
+    except ValueError:
+        return Lifecycle(status="deprecated", note=f"deprecation date {day[:40]!r}")
+    return Lifecycle(
+        status="deprecated", deprecated=deprecated, note="GET /models model_spec.deprecation"
+    )
+
+
 def generate_limits(model: str, spec: ImageModel | None) -> ModelLimits:
     """The generate row for ``model``: the schema limits, refined by its catalog entry."""
     constraints = spec.model_spec.constraints if spec else ImageConstraints()
     return ModelLimits(
         model=model,
         operations=(Operation.GENERATE,),
+        lifecycle=lifecycle_of(spec),
         input_formats=(),
         output_formats=GEN_FORMATS,
         prompt_required=True,
@@ -476,6 +500,7 @@ def check_generate(
     """Every generate rule; ``spec`` and ``styles`` are None when the catalog is unavailable."""
     errors = _generate_field_errors(limits, params)
     constraints = spec.model_spec.constraints if spec else ImageConstraints()
+    errors += _shape_errors(constraints, params) if spec else []
     errors += _generate_option_errors(constraints, styles, options)
     if options.return_binary and params.n > 1:
         errors.append(
@@ -556,20 +581,83 @@ def _generate_option_errors(
     return errors
 
 
+def _shape_errors(constraints: ImageConstraints, params: GenerateParams) -> list[FieldError]:
+    """A model with ``aspectRatios`` ignores width/height (VEN-SK); one without them ignores
+    ``aspect_ratio`` (§2.3: not validated), which the gateway then turns into a size."""
+    if constraints.aspectRatios and (params.width is not None or params.height is not None):
+        return [
+            rule(
+                ("width",) if params.width is not None else ("height",),
+                "this model takes an aspect ratio, not a size",
+                f"use aspect_ratio (one of {constraints.aspectRatios}), not width/height",
+            )
+        ]
+    divisor = constraints.widthHeightDivisor
+    if (
+        params.aspect_ratio
+        and not constraints.aspectRatios
+        and ratio_size(params.aspect_ratio, divisor) is None
+    ):
+        return [
+            rule(
+                ("aspect_ratio",),
+                f"no size <= 1280 px of ratio {params.aspect_ratio}",
+                f"aspect_ratio must fit width and height <= 1280 px in multiples of {divisor or 1}",
+            )
+        ]
+    return []
+
+
+def ratio_size(ratio: str, divisor: int | None) -> tuple[int, int] | None:
+    """The largest width x height <= 1280 px of exactly ``ratio``, both multiples of the
+    model's ``widthHeightDivisor`` (16:9 -> 1280x720)."""
+    across, down = (int(p) for p in ratio.split(":"))
+    step = max(1, divisor or 1)
+    for k in range(int(GEN_SIZE.max or 1280) // max(across, down), 0, -1):
+        width, height = across * k, down * k
+        if width % step == 0 and height % step == 0:
+            return width, height
+    return None
+
+
 def generate_body(
-    params: GenerateParams, model: str, fmt: str, options: GenerateOptions
-) -> dict[str, Any]:
-    """The /image/generate JSON body, without ``return_binary`` (execute decides it)."""
+    params: GenerateParams,
+    model: str,
+    fmt: str,
+    options: GenerateOptions,
+    spec: ImageModel | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The /image/generate JSON body, without ``return_binary`` (execute decides it), and
+    what the caller should know about how it was mapped."""
     body: dict[str, Any] = {"model": model, "prompt": params.prompt, "format": fmt}
+    width, height, ratio, warnings = params.width, params.height, params.aspect_ratio, []
+    constraints = spec.model_spec.constraints if spec else None
+    if ratio and constraints is not None and not constraints.aspectRatios:
+        size = ratio_size(ratio, constraints.widthHeightDivisor)
+        assert size is not None  # _shape_errors refused it otherwise
+        width, height, ratio = size[0], size[1], None
+        warnings.append(
+            f"venice: {model} takes width/height, so aspect_ratio {params.aspect_ratio} "
+            f"was sent as {width}x{height}"
+        )
+    elif ratio and constraints is None:
+        warnings.append(
+            f"venice: the model list is unavailable, so aspect_ratio {ratio} was sent unchecked "
+            "(models without aspect ratios ignore it)"
+        )
     optional = {
         "negative_prompt": params.negative_prompt,
-        "width": params.width,
-        "height": params.height,
+        "width": width,
+        "height": height,
         "seed": params.seed,
-        "aspect_ratio": params.aspect_ratio,
+        "aspect_ratio": ratio,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if params.n > 1:  # variants=1 is the default; leaving it out keeps binary answers legal
         body["variants"] = params.n
     body.update(options.model_dump(exclude_none=True, exclude={"return_binary"}))
-    return body
+    if params.seed is not None and params.n > 1:  # §2.3: only the first image uses seed
+        warnings.append(
+            f"venice: seed {params.seed} applies to the first of the {params.n} images only"
+        )
+    return body, warnings
