@@ -6,10 +6,11 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-GOAL_RPS = 3500
+#: The goals of issue 12 (issue 9 asked for >= 3,500 req/s and <= 4x RSS).
+GOAL_LITELLM_RATIO = 15.0
 GOAL_ADDED_P50_MS = 0.5
 GOAL_UPSCALE_ADDED_MS = 20.0
-GOAL_RSS_MULTIPLE = 4.0
+GOAL_RSS_MULTIPLE = 3.0
 
 Run = dict[str, Any]
 
@@ -240,7 +241,6 @@ def goals_table(summary: dict[str, Any]) -> list[str]:
     if ratio is not None and gen.get("rps"):
         ratio = gen["rps"] / ratio
     rows = [
-        ("≥ 3,500 req/s via /v1/generate at c=32", gen.get("rps"), "req/s", 0, GOAL_RPS, True),
         ("zero failed answers", failed, "failed", 0, 0, False),
         ("≤ 0.5 ms added p50 at c=1", added, "ms", 3, GOAL_ADDED_P50_MS, False),
         (
@@ -252,14 +252,21 @@ def goals_table(summary: dict[str, Any]) -> list[str]:
             False,
         ),
         (
-            "upscale 4.8 MB: peak RSS growth ≤ 4x payload per in-flight request",
+            "upscale 4.8 MB: peak RSS growth ≤ 3x payload per in-flight request",
             mem,
             "x",
             1,
             GOAL_RSS_MULTIPLE,
             False,
         ),
-        ("≈ 20x LiteLLM's req/s at c=32", ratio if lite else None, "x", 1, 20, True),
+        (
+            "≥ 15x LiteLLM's req/s at c=32",
+            ratio if lite else None,
+            "x",
+            1,
+            GOAL_LITELLM_RATIO,
+            True,
+        ),
     ]
     lines = [_row("goal", ["measured", "met"]), "|---|---:|:---:|"]
     for goal, value, unit, digits, target, at_least in rows:
@@ -292,7 +299,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], targets: list[str]) 
         "",
         *generate_section(summary, meta, gen_targets),
         *upscale_section(summary, meta),
-        "### Goals (issue 9)",
+        "### Goals (issue 12)",
         "",
         *goals_table(summary),
         "",
