@@ -25,7 +25,6 @@ from fastapi import FastAPI
 from uvicorn.supervisors import multiprocess
 
 from app import uvicorn_hooks
-from app.http_upgrade import UpgradeIgnoringProtocol
 from app.lifecycle import Lifecycle
 from app.settings import Settings
 
@@ -117,7 +116,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=5,
         lifespan="on",
         proxy_headers=False,
-        http=UpgradeIgnoringProtocol,
+        http=uvicorn_hooks.UpgradeIgnoringProtocol,
     )
 
 
