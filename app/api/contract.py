@@ -54,6 +54,16 @@ _RESULT_HEADERS = {
     "Deprecation": _header("The model is deprecated: @<Unix seconds> of the date (RFC 9745)."),
     "Sunset": _header("The day a deprecated model stops answering, an HTTP-date (RFC 8594)."),
 }
+#: Sent when the call ran as a job (app/jobs: Prefer or Idempotency-Key given).
+_JOB_HEADERS = {
+    "X-Image-Gateway-Job": _header("The job that served the call (GET /v1/jobs/{job_id})."),
+    "Idempotent-Replayed": _header(
+        "true: the stored answer of an earlier request with the same Idempotency-Key and "
+        "body; no vendor was called again."
+    ),
+    "Preference-Applied": _header("The Prefer preferences applied (RFC 7240)."),
+}
+_RESULT_HEADERS.update(_JOB_HEADERS)
 _RAW_HEADERS = {
     **_RESULT_HEADERS,
     "X-Image-Width": _header("Width of the image in pixels.", {"type": "integer"}),
@@ -152,11 +162,11 @@ def operation_responses(answer: str) -> dict[int | str, dict[str, Any]]:
             "headers": {**COMMON_HEADERS, **callers_openapi.success_headers()},
         }
         return {200: ok, **errors}
+    conflict = problem_response(
+        409, "idempotency_conflict", "A request with this Idempotency-Key is in progress"
+    )
     if answer == "json":
         ok = {"description": "The images, as JSON", "headers": _RESULT_HEADERS}
-        conflict = problem_response(
-            409, "idempotency_conflict", "A request with this Idempotency-Key is in progress"
-        )
         return {200: ok, 202: _ACCEPTED, **errors, 409: conflict}
     binary = {"schema": {"type": "string", "format": "binary"}}
     content = {t: binary for t in RAW_MEDIA_TYPES}
@@ -168,7 +178,7 @@ def operation_responses(answer: str) -> dict[int | str, dict[str, Any]]:
         "headers": _RAW_HEADERS,
         "content": content,
     }
-    return {200: ok, **errors}
+    return {200: ok, 202: _ACCEPTED_BYTES, **errors, 409: conflict}
 
 
 _ACCEPTED = {
@@ -177,13 +187,21 @@ _ACCEPTED = {
     "headers": {
         "Location": _header("Where to poll the job."),
         **RETRY_AFTER,
+        "Idempotent-Replayed": _JOB_HEADERS["Idempotent-Replayed"],
+        "Preference-Applied": _JOB_HEADERS["Preference-Applied"],
     },
     "content": {"application/json": {"schema": {"$ref": _REF + "JobResource"}}},
+}
+_ACCEPTED_BYTES = {
+    **_ACCEPTED,
+    "description": "Prefer: respond-async (or a wait that ran out): the job, to poll at "
+    "Location (GET /v1/jobs/{job_id}); its image comes from /v1/jobs/{job_id}/result/bytes",
 }
 _KEY_CHAR, _KEY_EDGE = r"[\x20\x21\x23-\x5b\x5d-\x7e]", r"[\x21\x23-\x5b\x5d-\x7e]"
 _KEY = f"{_KEY_EDGE}({_KEY_CHAR}{{0,253}}{_KEY_EDGE})?"
 _IDEMPOTENCY_KEY = f'^({_KEY}|"{_KEY}")$'
-#: The JSON operations can run as jobs (app/jobs): RFC 7240 Prefer and Idempotency-Key.
+#: The billed operations (JSON and bytes answers; not the dry runs, which bill nothing)
+#: can run as jobs (app/jobs): RFC 7240 Prefer and Idempotency-Key.
 ASYNC_HEADERS = [
     {
         "name": "Prefer",

@@ -10,6 +10,9 @@ openapi-generator, openapi-python-client and openapi-typescript; docs/design-not
 - ``POST /v1/upscale/multipart``: a file upload in, JSON out;
 - ``.../bytes``: the same bodies in, the image's bytes out;
 - ``.../dry-run``: validated, routed and priced, no vendor called (a DryRunResponse).
+
+Every billed operation (all but the dry runs) honours ``Prefer`` and ``Idempotency-Key``
+through ``app.jobs``; a dry run bills nothing, so it ignores both and is answered afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.responses import Response
 from app import intake, jobs
 from app.api import contract
 from app.callers import auth
+from app.callers.spend import dry_run_asked
 from app.providers.base import Job
 from app.schemas import DryRunResponse, ImageResponse
 
@@ -48,10 +52,11 @@ def _generate(body: intake.BodyKind, raw: bool = False, dry_run: bool | None = N
 
 
 async def _answer(request: Request, job: Job, raw: bool, dry_run: bool | None) -> Response:
-    """JSON answers may be asynchronous jobs (Prefer: respond-async, Idempotency-Key)."""
-    if raw or dry_run:
-        return await request.app.state.service.serve(request, job, raw, dry_run)  # type: ignore[no-any-return]
-    return await jobs.serve(request, job)
+    """A billed call may run as a job (Prefer, Idempotency-Key); a dry run (the /dry-run
+    operations, or ``?dry_run=true`` on the JSON ones) never does: it calls no vendor."""
+    if dry_run or (dry_run is None and dry_run_asked(request)):
+        return await request.app.state.service.serve(request, job, raw, True)  # type: ignore[no-any-return]
+    return await jobs.serve(request, job, raw)
 
 
 upscale = _upscale(None)
@@ -130,6 +135,6 @@ for _path, (_handler, _op_id, _summary, _body, _shape) in ENDPOINTS.items():
         dependencies=[Depends(auth.require(_path.split("/")[2]))],
         response_model=_MODELS.get(_shape),
         responses=contract.operation_responses(_shape),
-        openapi_extra=contract.operation_extra(_body, asynchronous=_shape == "json"),
+        openapi_extra=contract.operation_extra(_body, asynchronous=_shape != "dry-run"),
         **_kind,
     )

@@ -20,7 +20,8 @@ from app.state import STORE_ERRORS
 log = logging.getLogger("image_gateway.jobs")
 
 
-async def serve(request: Request, job: Job) -> Response:
+async def serve(request: Request, job: Job, raw: bool = False) -> Response:
+    """``raw``: the operation answers the image's bytes (the ``/bytes`` operations)."""
     headers = request.headers
     prefer = parse_prefer(headers.getlist("prefer")) if "prefer" in headers else None
     key = parse_idempotency_key(headers.get("idempotency-key"))
@@ -30,9 +31,9 @@ async def serve(request: Request, job: Job) -> Response:
                 "callback_url needs an asynchronous request (Prefer: respond-async)",
                 errors=[FieldError(("body", "callback_url"), "needs Prefer: respond-async")],
             )
-        return await request.app.state.service.serve(request, job)  # type: ignore[no-any-return]
+        return await request.app.state.service.serve(request, job, raw)  # type: ignore[no-any-return]
     with store_errors():
-        return await request.app.state.jobs.submit(request, job, prefer, key)  # type: ignore[no-any-return]
+        return await request.app.state.jobs.submit(request, job, prefer, key, raw)  # type: ignore[no-any-return]
 
 
 @contextmanager

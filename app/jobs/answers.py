@@ -14,7 +14,9 @@ from app import codec
 from app.callers.spend import COST_HEADER, usd_text
 from app.errors import JobConflict, NotAcceptable
 from app.jobs.records import Doc, JobRepo
-from app.service import PartsResponse, _preferred
+from app.service import PartsResponse, _preferred, _preferred_image
+
+_UNTYPED = "application/octet-stream"
 
 
 def _time(epoch: float) -> str:
@@ -34,8 +36,8 @@ def resource(doc: Doc) -> dict[str, Any]:
     for name in ("provider", "model", "error"):
         if doc.get(name) is not None:
             out[name] = doc[name]
-    if doc["status"] == "succeeded":
-        out["result_url"] = f"/v1/jobs/{doc['id']}/result"
+    if doc["status"] == "succeeded":  # submitted on a /bytes operation: its bytes
+        out["result_url"] = f"/v1/jobs/{doc['id']}/result" + ("/bytes" if doc.get("raw") else "")
     if doc.get("callback_url"):
         out["webhook"] = {"deliveries": doc.get("deliveries", [])}
     return out
@@ -53,16 +55,17 @@ def accepted(doc: Doc, extra: dict[str, str]) -> Response:
 
 
 async def final_answer(
-    repo: JobRepo, doc: Doc, accept: str | None, extra: dict[str, str]
+    repo: JobRepo, doc: Doc, accept: str | None, extra: dict[str, str], raw: bool = False
 ) -> Response:
-    """A finished job's answer, as the synchronous call would have given it."""
+    """A finished job's answer, as the synchronous call would have given it; ``raw``: as a
+    ``/bytes`` operation gives it (the image, whatever the Accept header prefers)."""
     if doc["status"] == "failed":
         return _problem(doc, extra)
     if doc["status"] != "succeeded":
         raise JobConflict(f"job {doc['id']} is {doc['status']}; it has no result")
     result = doc["result"]
     headers = {**_result_headers(doc), **extra}
-    wanted = _preferred(accept)
+    wanted = _raw_type(accept, result["images"]) if raw else _preferred(accept)
     if wanted is not None:
         return await _image_answer(repo, doc, wanted, headers)
     images = [await _stored(repo, doc, i) for i in range(len(result["images"]))]
@@ -89,12 +92,18 @@ async def _stored(repo: JobRepo, doc: Doc, index: int) -> bytes:
     return data
 
 
+def _raw_type(accept: str | None, metas: list[dict[str, Any]]) -> str:
+    """The media type a /bytes operation answers this result with (as it negotiates)."""
+    current = metas[0]["mime_type"].removeprefix("image/") if len(metas) == 1 else None
+    return _preferred_image(accept, current)
+
+
 async def _image_answer(repo: JobRepo, doc: Doc, wanted: str, headers: dict[str, str]) -> Response:
     metas = doc["result"]["images"]
     if len(metas) != 1:
         raise NotAcceptable("raw image bytes can carry one image; ask for application/json")
     meta = metas[0]
-    if wanted != "image/*" and wanted != meta["mime_type"]:
+    if wanted not in ("image/*", _UNTYPED, meta["mime_type"]):
         raise NotAcceptable(f"the result is {meta['mime_type']}, not {wanted}")
     if doc["result"]["warnings"]:
         headers["x-image-gateway-warnings"] = json.dumps(doc["result"]["warnings"])
@@ -104,7 +113,8 @@ async def _image_answer(repo: JobRepo, doc: Doc, wanted: str, headers: dict[str,
             str(meta["height"]),
         )
     data = await _stored(repo, doc, 0)
-    return Response(content=data, media_type=meta["mime_type"], headers=headers)
+    media_type = _UNTYPED if wanted == _UNTYPED else meta["mime_type"]
+    return Response(content=data, media_type=media_type, headers=headers)
 
 
 def _json_answer(doc: Doc, images: list[bytes], headers: dict[str, str]) -> Response:

@@ -133,9 +133,15 @@ class JobService:
 
     # ------------------------------------------------------------------- submission
     async def submit(
-        self, request: Request, job: Job, prefer: Preference | None, key: str | None
+        self,
+        request: Request,
+        job: Job,
+        prefer: Preference | None,
+        key: str | None,
+        raw: bool = False,
     ) -> Response:
-        wants = negotiate(request.headers.get("accept"), job)
+        """``raw``: a ``/bytes`` operation; its answer (first or replayed) is the image."""
+        wants = negotiate(request.headers.get("accept"), job, raw)
         callback = self._callback(job, prefer)
         repo = await self.ensure_started()
         body, image = canonical.serialize(job)
@@ -150,19 +156,20 @@ class JobService:
             accept=wants,
             callback_url=callback,
             request_id=record_of(request).request_id,
+            raw=raw,
         )
         if key is not None:
             doc["idem_scope"] = _scope(request, key)
             existing = await self._bind_key(repo, request, key, body, image, doc)
             if existing is not None:
-                return await self._repeat(repo, request, existing, prefer)
+                return await self._repeat(repo, request, existing, prefer, raw)
         try:
             await self._enqueue(repo, doc, body, image)
         except BaseException:
             if key is not None:
                 await repo.release_key(_scope(request, key))
             raise
-        return await self._answer(repo, request, doc, prefer, {})
+        return await self._answer(repo, request, doc, prefer, {}, raw)
 
     def _callback(self, job: Job, prefer: Preference | None) -> str | None:
         url = job.params.callback_url
@@ -219,7 +226,7 @@ class JobService:
         m.JOBS.labels(operation=doc["operation"], status="queued").inc()
 
     async def _repeat(
-        self, repo: JobRepo, request: Request, doc: Doc, prefer: Preference | None
+        self, repo: JobRepo, request: Request, doc: Doc, prefer: Preference | None, raw: bool
     ) -> Response:
         """The same key and the same request again: the stored answer, never a new call."""
         m.IDEMPOTENT_REPLAYS.labels(operation=doc["operation"]).inc()
@@ -228,7 +235,7 @@ class JobService:
                 "a request with this Idempotency-Key is still being served; retry later",
                 retry_after=1,
             )
-        return await self._answer(repo, request, doc, prefer, REPLAYED)
+        return await self._answer(repo, request, doc, prefer, REPLAYED, raw)
 
     async def _answer(
         self,
@@ -237,6 +244,7 @@ class JobService:
         doc: Doc,
         prefer: Preference | None,
         extra: dict[str, str],
+        raw: bool,
     ) -> Response:
         if prefer is None:
             wait = doc["timeout_s"] + _SYNC_SLACK_S - (time.time() - doc["created_at"])
@@ -247,7 +255,8 @@ class JobService:
         if prefer is not None:
             extra = {**extra, "preference-applied": prefer.applied()}
         if doc["status"] in TERMINAL and (prefer is None or prefer.wait is not None):
-            return await answers.final_answer(repo, doc, request.headers.get("accept"), extra)
+            accept = request.headers.get("accept")
+            return await answers.final_answer(repo, doc, accept, extra, raw)
         if prefer is None:
             raise UpstreamTimeout(f"job {doc['id']} did not finish within the request deadline")
         return answers.accepted(doc, extra)
