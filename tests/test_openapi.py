@@ -106,7 +106,8 @@ def test_operation_ids_are_stable() -> None:
         *("upscale", "upscaleMultipart", "upscaleBytes", "upscaleMultipartBytes"),
         *("generate", "generateBytes", "listProviders", "healthz", "readyz", "metrics"),
         *("openaiCreateImage", "openaiUpscaleImage", "openaiListModels", "openaiRetrieveModel"),
-        *("getJob", "getJobResult", "cancelJob", "upscaleDryRun", "generateDryRun"),
+        *("getJob", "getJobResult", "getJobResultBytes", "cancelJob"),
+        *("upscaleDryRun", "generateDryRun"),
         "openaiImageResult",
     } <= ids
 

@@ -64,7 +64,7 @@ _JOB_HEADERS = {
     "Preference-Applied": _header("The Prefer preferences applied (RFC 7240)."),
 }
 _RESULT_HEADERS.update(_JOB_HEADERS)
-_RAW_HEADERS = {
+RAW_HEADERS = {
     **_RESULT_HEADERS,
     "X-Image-Width": _header("Width of the image in pixels.", {"type": "integer"}),
     "X-Image-Height": _header("Height of the image in pixels.", {"type": "integer"}),
@@ -175,7 +175,7 @@ def operation_responses(answer: str) -> dict[int | str, dict[str, Any]]:
         "first image type the Accept header lists, else in the provider's default format. "
         "Content-Type is the image's type, or application/octet-stream when that is the "
         "only type the Accept header allows",
-        "headers": _RAW_HEADERS,
+        "headers": RAW_HEADERS,
         "content": content,
     }
     return {200: ok, 202: _ACCEPTED_BYTES, **errors, 409: conflict}

@@ -122,11 +122,26 @@ async def test_bytes_operations_run_asynchronously_with_prefer(
             await asyncio.sleep(0.05)
             done = await client.get(accepted.headers["location"])
         result = await client.get(f"/v1/jobs/{job['id']}/result", headers={"accept": "image/*"})
+        generated = "image/png, image/jpeg, image/webp, application/octet-stream"
+        as_bytes = {
+            accept: await client.get(done.json()["result_url"], headers={"accept": accept})
+            for accept in (generated, "application/octet-stream", "application/json")
+        }
+        as_json = await client.get(f"/v1/jobs/{job['id']}/result")
     assert accepted.status_code == 202 and accepted.headers["preference-applied"] == "respond-async"
     assert accepted.headers["location"] == f"/v1/jobs/{job['id']}"
     assert done.json()["status"] == "succeeded"
     assert done.json()["result_url"] == f"/v1/jobs/{job['id']}/result/bytes"
     assert result.status_code == 200 and result.content.startswith(b"\x89PNG")
+    image = base64.b64decode(as_json.json()["images"][0]["data"])
+    assert as_bytes[generated].status_code == 200 and as_bytes[generated].content == image
+    assert as_bytes[generated].headers["content-type"] == "image/png"
+    assert as_bytes[generated].headers["x-image-width"] == "64"
+    untyped = as_bytes["application/octet-stream"]
+    assert (
+        untyped.content == image and untyped.headers["content-type"] == "application/octet-stream"
+    )
+    assert as_bytes["application/json"].status_code == 406
     assert waited.status_code == 200 and waited.headers["preference-applied"] == "wait=60"
     assert waited.content.startswith(b"\x89PNG")
 
