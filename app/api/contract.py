@@ -178,7 +178,7 @@ def operation_responses(answer: str) -> dict[int | str, dict[str, Any]]:
         "headers": RAW_HEADERS,
         "content": content,
     }
-    return {200: ok, 202: _ACCEPTED_BYTES, **errors, 409: conflict}
+    return {200: ok, **errors, 409: conflict}
 
 
 _ACCEPTED = {
@@ -192,16 +192,13 @@ _ACCEPTED = {
     },
     "content": {"application/json": {"schema": {"$ref": _REF + "JobResource"}}},
 }
-_ACCEPTED_BYTES = {
-    **_ACCEPTED,
-    "description": "Prefer: respond-async (or a wait that ran out): the job, to poll at "
-    "Location (GET /v1/jobs/{job_id}); its image comes from /v1/jobs/{job_id}/result/bytes",
-}
 _KEY_CHAR, _KEY_EDGE = r"[\x20\x21\x23-\x5b\x5d-\x7e]", r"[\x21\x23-\x5b\x5d-\x7e]"
 _KEY = f"{_KEY_EDGE}({_KEY_CHAR}{{0,253}}{_KEY_EDGE})?"
 _IDEMPOTENCY_KEY = f'^({_KEY}|"{_KEY}")$'
-#: The billed operations (JSON and bytes answers; not the dry runs, which bill nothing)
-#: can run as jobs (app/jobs): RFC 7240 Prefer and Idempotency-Key.
+#: The JSON operations can run as jobs (app/jobs): RFC 7240 Prefer and Idempotency-Key.
+#: The /bytes operations take the Idempotency-Key only (they answer synchronously: a 202
+#: JSON beside their image would make openapi-generator's Go client send Accept:
+#: application/json only); the dry runs, which bill nothing, take neither.
 ASYNC_HEADERS = [
     {
         "name": "Prefer",
@@ -223,9 +220,12 @@ ASYNC_HEADERS = [
     },
 ]
 
+_JOB_PARAMETERS = {"json": ASYNC_HEADERS, "bytes": ASYNC_HEADERS[1:]}
 
-def operation_extra(body_schema: str, asynchronous: bool = False) -> dict[str, Any]:
-    """Request body and request headers of an operation endpoint."""
+
+def operation_extra(body_schema: str, answer: str = "json") -> dict[str, Any]:
+    """Request body and request headers of an operation endpoint (``answer``: json, bytes
+    or dry-run)."""
     media = "multipart/form-data" if body_schema.endswith("Form") else "application/json"
     content: dict[str, Any] = {"schema": {"$ref": _REF + body_schema}}
     if media == "application/json":
@@ -234,7 +234,7 @@ def operation_extra(body_schema: str, asynchronous: bool = False) -> dict[str, A
         content["encoding"] = {"image": {"contentType": "image/png, image/jpeg, image/webp"}}
     return {
         "requestBody": {"required": True, "content": {media: content}},
-        "parameters": REQUEST_HEADERS + (ASYNC_HEADERS if asynchronous else []),
+        "parameters": REQUEST_HEADERS + _JOB_PARAMETERS.get(answer, []),
     }
 
 

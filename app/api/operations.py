@@ -11,8 +11,10 @@ openapi-generator, openapi-python-client and openapi-typescript; docs/design-not
 - ``.../bytes``: the same bodies in, the image's bytes out;
 - ``.../dry-run``: validated, routed and priced, no vendor called (a DryRunResponse).
 
-Every billed operation (all but the dry runs) honours ``Prefer`` and ``Idempotency-Key``
-through ``app.jobs``; a dry run bills nothing, so it ignores both and is answered afresh.
+Every billed operation (all but the dry runs) honours ``Idempotency-Key`` through
+``app.jobs``; the JSON ones honour ``Prefer`` too, the ``/bytes`` ones answer synchronously
+(RFC 7240 lets a server ignore a preference). A dry run bills nothing, so it ignores both
+and is answered afresh.
 """
 
 from __future__ import annotations
@@ -135,6 +137,6 @@ for _path, (_handler, _op_id, _summary, _body, _shape) in ENDPOINTS.items():
         dependencies=[Depends(auth.require(_path.split("/")[2]))],
         response_model=_MODELS.get(_shape),
         responses=contract.operation_responses(_shape),
-        openapi_extra=contract.operation_extra(_body, asynchronous=_shape != "dry-run"),
+        openapi_extra=contract.operation_extra(_body, _shape),
         **_kind,
     )

@@ -21,9 +21,12 @@ log = logging.getLogger("image_gateway.jobs")
 
 
 async def serve(request: Request, job: Job, raw: bool = False) -> Response:
-    """``raw``: the operation answers the image's bytes (the ``/bytes`` operations)."""
+    """``raw``: the operation answers the image's bytes (the ``/bytes`` operations). Those
+    ignore ``Prefer`` (RFC 7240 §2 allows it; no Preference-Applied is sent): their
+    contract has no 202 JSON beside the image, which generated clients could not take."""
     headers = request.headers
-    prefer = parse_prefer(headers.getlist("prefer")) if "prefer" in headers else None
+    asked = "prefer" in headers and not raw
+    prefer = parse_prefer(headers.getlist("prefer")) if asked else None
     key = parse_idempotency_key(headers.get("idempotency-key"))
     if prefer is None and key is None:
         if job.params.callback_url is not None:

@@ -45,7 +45,7 @@ public class Example {
         + answer.getImages().get(0).getWidth() + " " + answer.getImages().get(0).getHeight());
 
     // 3. The same, answered as the PNG's bytes.
-    byte[] data = Files.readAllBytes(images.upscaleBytes(request, null, null).toPath());
+    byte[] data = Files.readAllBytes(images.upscaleBytes(request, null, null, null).toPath());
     boolean isPng = Arrays.equals(Arrays.copyOf(data, 8),
         new byte[] {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'});
     ByteBuffer header = ByteBuffer.wrap(data, 16, 8);

@@ -1,7 +1,9 @@
-"""Prefer and Idempotency-Key on every billed operation, not only the JSON ones: the
-``/bytes`` operations and the multipart upload replay a stored answer without a second
-vendor call, refuse another body with the key (422), conflict while running (409), and run
-asynchronously; the dry runs bill nothing and ignore both. Against the Deep-Image emulator."""
+"""Idempotency-Key on every billed operation, not only the JSON ones: the ``/bytes``
+operations and the multipart upload replay a stored answer without a second vendor call,
+refuse another body with the key (422) and conflict while running (409); the /bytes ones
+answer synchronously whatever Prefer says; the dry runs bill nothing and ignore both
+headers. A finished job's image has an operation of its own. Against the Deep-Image
+emulator."""
 
 from __future__ import annotations
 
@@ -104,18 +106,40 @@ async def test_generate_bytes_replays_without_a_second_call(
     assert submissions(deepimage) == 1
 
 
-async def test_bytes_operations_run_asynchronously_with_prefer(
+async def test_bytes_operations_ignore_prefer_and_answer_the_image(
     deepimage_server: EmulatorServer, deepimage: DeepImageState, tmp_path: Path
 ) -> None:
+    """RFC 7240 lets a server ignore a preference: a /bytes operation answers its image
+    (no Preference-Applied), with or without a key; the key's job is findable and its
+    result_url is the /bytes result."""
     async with gateway(settings(deepimage_server, tmp_path)) as client:
-        accepted = await client.post(
+        plain = await client.post(
             "/v1/upscale/bytes", json=body(), headers={"prefer": "respond-async"}
         )
-        waited = await client.post(
-            "/v1/upscale/multipart/bytes", headers={"prefer": "wait=60"}, **upload()
+        keyed = await client.post(
+            "/v1/upscale/multipart/bytes",
+            headers={"prefer": "respond-async, wait=1", "idempotency-key": "p-1"},
+            **upload(),
+        )
+        job = await client.get(f"/v1/jobs/{keyed.headers['x-image-gateway-job']}")
+    for answer in (plain, keyed):
+        assert answer.status_code == 200 and answer.content.startswith(b"\x89PNG")
+        assert "preference-applied" not in answer.headers
+    assert job.json()["result_url"] == f"/v1/jobs/{job.json()['id']}/result/bytes"
+    assert submissions(deepimage) == 2
+
+
+async def test_a_jobs_image_has_an_operation_of_its_own(
+    deepimage_server: EmulatorServer, deepimage: DeepImageState, tmp_path: Path
+) -> None:
+    """GET /v1/jobs/{id}/result/bytes answers as the /bytes operations do; /result keeps
+    its Accept: image/* convenience."""
+    async with gateway(settings(deepimage_server, tmp_path)) as client:
+        accepted = await client.post(
+            "/v1/upscale", json=body(), headers={"prefer": "respond-async"}
         )
         job = accepted.json()
-        done = await client.get(accepted.headers["location"], params={})
+        done = await client.get(accepted.headers["location"])
         for _ in range(600):  # the job runs on the emulator: polled, bounded
             if done.json()["status"] in ("succeeded", "failed"):
                 break
@@ -124,26 +148,25 @@ async def test_bytes_operations_run_asynchronously_with_prefer(
         result = await client.get(f"/v1/jobs/{job['id']}/result", headers={"accept": "image/*"})
         generated = "image/png, image/jpeg, image/webp, application/octet-stream"
         as_bytes = {
-            accept: await client.get(done.json()["result_url"], headers={"accept": accept})
+            accept: await client.get(
+                f"/v1/jobs/{job['id']}/result/bytes", headers={"accept": accept}
+            )
             for accept in (generated, "application/octet-stream", "application/json")
         }
-        as_json = await client.get(f"/v1/jobs/{job['id']}/result")
-    assert accepted.status_code == 202 and accepted.headers["preference-applied"] == "respond-async"
-    assert accepted.headers["location"] == f"/v1/jobs/{job['id']}"
-    assert done.json()["status"] == "succeeded"
-    assert done.json()["result_url"] == f"/v1/jobs/{job['id']}/result/bytes"
-    assert result.status_code == 200 and result.content.startswith(b"\x89PNG")
+        as_json = await client.get(done.json()["result_url"])
+        unknown = await client.get("/v1/jobs/job_nope/result/bytes")
+    assert accepted.status_code == 202 and done.json()["status"] == "succeeded"
+    assert done.json()["result_url"] == f"/v1/jobs/{job['id']}/result"
     image = base64.b64decode(as_json.json()["images"][0]["data"])
+    assert result.status_code == 200 and result.content == image
     assert as_bytes[generated].status_code == 200 and as_bytes[generated].content == image
     assert as_bytes[generated].headers["content-type"] == "image/png"
     assert as_bytes[generated].headers["x-image-width"] == "64"
     untyped = as_bytes["application/octet-stream"]
-    assert (
-        untyped.content == image and untyped.headers["content-type"] == "application/octet-stream"
-    )
+    assert untyped.content == image
+    assert untyped.headers["content-type"] == "application/octet-stream"
     assert as_bytes["application/json"].status_code == 406
-    assert waited.status_code == 200 and waited.headers["preference-applied"] == "wait=60"
-    assert waited.content.startswith(b"\x89PNG")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "job_not_found"
 
 
 async def test_dry_runs_ignore_the_headers_and_call_no_vendor(
