@@ -79,13 +79,20 @@ class ImagesGenerateRequest(Shared):
         extra="forbid",
         strict=True,
         allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [{"model": "venice-sd35", "prompt": "a lighthouse at dusk", "n": 1}]
-        },
+        json_schema_extra=lambda schema: _accepted_only(schema, _GENERATE_CAPS, _GENERATE_EXAMPLE),
     )
 
-    prompt: str = Field(description="What to draw.", examples=["a lighthouse at dusk"])
-    n: int | None = Field(default=None, ge=1, le=10, description="1..10; the model narrows it.")
+    prompt: str = Field(
+        description="What to draw; not blank, at most 32768 characters (the model narrows it).",
+        examples=["a lighthouse at dusk"],
+        json_schema_extra={"minLength": 1, "maxLength": 32768},
+    )
+    n: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="1..8 (OpenAI's 9 and 10 are refused); the model narrows it.",
+    )
     size: str | None = Field(
         default=None,
         pattern=r"^(auto|[1-9][0-9]{0,4}x[1-9][0-9]{0,4})$",
@@ -122,14 +129,22 @@ class ImagesGenerateRequest(Shared):
     partial_images: int | None = Field(
         default=None, ge=0, le=3, description="`0` only: no streaming."
     )
-    negative_prompt: str | None = Field(default=None, description="Gateway extension.")
-    seed: int | None = Field(default=None, description="Gateway extension.")
+    negative_prompt: str | None = Field(
+        default=None, description="Gateway extension; at most 32768 characters."
+    )
+    seed: int | None = Field(
+        default=None, description="Gateway extension: a 64-bit seed; the model narrows it."
+    )
 
 
 class ImagesUpscaleParams(Shared):
     """The form fields of ``POST /v1/images/upscale`` other than the image."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra=lambda schema: _accepted_only(schema, _UPSCALE_CAPS, None),
+    )
 
     scale: float | None = Field(default=None, ge=1, le=8, description="Upscale factor.")
     size: str | None = Field(
@@ -138,7 +153,9 @@ class ImagesUpscaleParams(Shared):
         description="Target `WIDTHxHEIGHT` instead of `scale`; it must keep the aspect ratio.",
         examples=["2048x1536"],
     )
-    prompt: str | None = Field(default=None, description="Optional guidance.")
+    prompt: str | None = Field(
+        default=None, description="Optional guidance, at most 32768 characters."
+    )
     creativity: float | None = Field(default=None, ge=0, le=1, description="0..1 drift.")
     n: int | None = Field(default=None, ge=1, le=1, description="1 only.")
 
@@ -164,6 +181,43 @@ _ONLY: dict[str, tuple[tuple[Any, ...], str]] = {
     "stream": ((False,), "streaming is not offered; the answer comes whole"),
     "partial_images": ((0,), "partial images need streaming, which is not offered"),
 }
+
+
+_GENERATE_EXAMPLE = {"model": "venice-sd35", "prompt": "a lighthouse at dusk", "n": 1}
+#: The normalized operations' limits (app/schemas.py), which refuse more than OpenAI's
+#: fields do: the spec says them (on the field's non-null variant).
+_GENERATE_CAPS: dict[str, dict[str, Any]] = {
+    "n": {"maximum": 8},
+    "seed": {"format": "int64", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "negative_prompt": {"maxLength": 32768},
+}
+_UPSCALE_CAPS: dict[str, dict[str, Any]] = {"prompt": {"maxLength": 32768}}
+
+
+def _accepted_only(
+    schema: dict[str, Any], caps: dict[str, dict[str, Any]], example: dict[str, Any] | None
+) -> None:
+    """The spec lists the values the gateway accepts, so a generated request is not
+    refused: a field no gateway model honours is left out (an unknown field is 400, as the
+    refusal is), one with some honoured values lists only those, and n and seed have the
+    normalized caps. Only the schema changes: the model keeps OpenAI's wider fields, so
+    that a refusal names the field and why (``refuse_unhonoured``)."""
+    props = schema.get("properties", {})
+    for name, (accepted, _) in _ONLY.items():
+        if name not in props:
+            continue
+        if not accepted:
+            del props[name]
+            continue
+        variant = props[name]["anyOf"][0]
+        if variant["type"] == "integer":
+            variant.update(minimum=min(accepted), maximum=max(accepted))
+        else:
+            variant["enum"] = list(accepted)
+    for name, cap in caps.items():
+        props[name]["anyOf"][0].update(cap)
+    if example is not None:
+        schema["examples"] = [example]
 
 
 def parse_request(model: type[M], fields: dict[str, Any]) -> M:
