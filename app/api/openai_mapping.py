@@ -183,7 +183,11 @@ _ONLY: dict[str, tuple[tuple[Any, ...], str]] = {
 }
 
 
-_GENERATE_EXAMPLE = {"model": "venice-sd35", "prompt": "a lighthouse at dusk", "n": 1}
+_GENERATE_EXAMPLE: dict[str, Any] = {
+    "model": "venice-sd35",
+    "prompt": "a lighthouse at dusk",
+    "n": 1,
+}
 #: The normalized operations' limits (app/schemas.py), which refuse more than OpenAI's
 #: fields do: the spec says them (on the field's non-null variant).
 _GENERATE_CAPS: dict[str, dict[str, Any]] = {
