@@ -110,6 +110,19 @@ VENDOR_RATELIMIT_REMAINING = Gauge(
     ["provider"],
     multiprocess_mode="mostrecent",
 )
+VENDOR_RATE_LIMIT = Gauge(
+    "image_gateway_vendor_rate_limit",
+    "The key's limit per model and kind (RPM, RPD, TPM), as the vendor reports it "
+    "(Venice GET /api_keys/rate_limits).",
+    ["provider", "model", "type"],
+    multiprocess_mode="mostrecent",
+)
+VENDOR_BALANCE = Gauge(
+    "image_gateway_vendor_balance",
+    "The key's balance per currency, as the vendor last reported it.",
+    ["provider", "currency"],
+    multiprocess_mode="mostrecent",
+)
 BUILD_INFO = Gauge(
     "image_gateway_build_info",
     "Always 1; the labels carry the version.",
@@ -159,6 +172,16 @@ def record_vendor_headers(provider: str, headers: Mapping[str, str]) -> None:
         VENDOR_RATELIMIT_REMAINING.labels(provider=provider).set(float(value))
     except ValueError:
         return
+
+
+def record_key_limits(
+    provider: str, limits: list[tuple[str, str, float]], balances: dict[str, float]
+) -> None:
+    """The key's limits ``(model, type, amount)`` and balances a vendor reported."""
+    for model, kind, amount in limits:
+        VENDOR_RATE_LIMIT.labels(provider=provider, model=model, type=kind).set(amount)
+    for currency, amount in balances.items():
+        VENDOR_BALANCE.labels(provider=provider, currency=currency).set(amount)
 
 
 def render() -> tuple[bytes, str]:

@@ -251,3 +251,29 @@ async def test_a_fallback_to_local_drops_guidance_with_a_warning(fresh: Vendors)
         "local: prompt and creativity were dropped; the local upscaler takes neither"
         in answer.json()["warnings"]
     )
+
+
+# --------------------------------------------------------------------------- Venice key limits
+
+
+async def test_venice_key_limits_reach_providers_and_metrics(fresh: Vendors) -> None:
+    async with gateway(fresh.settings(routing={"generate": ["venice"]})) as client:
+        await client.post("/v1/generate", json={"prompt": "x"})
+        await client.post("/v1/generate", json={"prompt": "y"})
+        providers = (await client.get("/v1/providers")).json()
+        scrape = (await client.get("/metrics")).text
+    [venice_entry] = [p for p in providers if p["id"] == "venice"]
+    account = venice_entry["account"]
+    assert account["apiTier"] == {"id": "paid", "isCharged": True}
+    sd35 = [m for m in account["rateLimits"] if m["apiModelId"] == "venice-sd35"]
+    assert sd35 == [
+        {"apiModelId": "venice-sd35", "rateLimits": [
+            {"amount": 20.0, "type": "RPM"}, {"amount": 14400.0, "type": "RPD"}]}
+    ]  # fmt: skip
+    assert (
+        'image_gateway_vendor_rate_limit{model="venice-sd35",provider="venice",type="RPM"} 20.0'
+        in scrape
+    )
+    assert 'image_gateway_vendor_balance{currency="USD",provider="venice"} 12.5' in scrape
+    fetched = [r for r in fresh.venice.state.requests if r.path.endswith("/rate_limits")]
+    assert len(fetched) == 1  # cached: the second request did not fetch again

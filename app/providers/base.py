@@ -216,6 +216,11 @@ class ProviderCatalog(BaseModel):
     options_schema: dict[str, Any] | None = Field(
         default=None, description="JSON Schema of options.<provider>; null when it has none."
     )
+    account: dict[str, Any] | None = Field(
+        default=None,
+        description="What the vendor reports about the gateway's key (Venice: tier, balances "
+        "and per-model rate limits from GET /api_keys/rate_limits); null when unknown.",
+    )
     circuit: str | None = Field(
         default=None, description="Circuit breaker state: closed, open or half_open."
     )

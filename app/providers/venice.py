@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from app import metrics
 from app.errors import (
     ContentFiltered,
     FieldError,
@@ -99,6 +100,7 @@ class VeniceProvider(Provider):
         self._client: Transport | None = None
         self._models: vl.Cached[dict[str, vl.ImageModel]] = vl.Cached()
         self._styles: vl.Cached[frozenset[str]] = vl.Cached()
+        self._key_limits: vl.Cached[vl.KeyRateLimits] = vl.Cached()
         self._refresh_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ tables
@@ -125,6 +127,8 @@ class VeniceProvider(Provider):
         catalog.notes = [
             f"upscale schema {self._schema.version} (IMAGE_GATEWAY_VENICE__UPSCALE_SCHEMA)"
         ]
+        if self._key_limits.value is not None:
+            catalog.account = self._key_limits.value.model_dump(exclude_none=True)
         return catalog
 
     # ------------------------------------------------------------------ lifecycle
@@ -160,11 +164,26 @@ class VeniceProvider(Provider):
             return
         async with self._refresh_lock:
             if self._catalog_due():  # not refreshed by another request meanwhile
-                await asyncio.gather(self._refresh_models(), self._refresh_styles())
+                await asyncio.gather(
+                    self._refresh_models(), self._refresh_styles(), self._refresh_key_limits()
+                )
 
     def _catalog_due(self) -> bool:
         now, ttl = self._clock(), self._settings.catalog_ttl_s
-        return self._models.due(now, ttl) or self._styles.due(now, ttl)
+        limits_due = self._key_limits.due(now, self._settings.rate_limits_ttl_s)
+        return self._models.due(now, ttl) or self._styles.due(now, ttl) or limits_due
+
+    async def _refresh_key_limits(self) -> None:
+        """The key's real limits (vendors-2026 §5), for /v1/providers and the metrics."""
+        if not self._key_limits.due(self._clock(), self._settings.rate_limits_ttl_s):
+            return
+        content = await self._fetch("/api_keys/rate_limits", None)
+        self._store(
+            self._key_limits, content, lambda c: vl.KeyRateLimitsAnswer.model_validate_json(c).data
+        )
+        value = self._key_limits.value
+        if content is not None and value is not None:
+            metrics.record_key_limits(self.id, value.limits(), value.balance())
 
     async def _refresh_models(self) -> None:
         if self._models.due(self._clock(), self._settings.catalog_ttl_s):

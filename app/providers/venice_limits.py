@@ -415,6 +415,42 @@ class ModelList(_Lenient):
         return {m.id: m for m in self.data if m.type == "image"}
 
 
+class KeyLimit(_Lenient):
+    amount: float | None = None
+    type: str | None = None
+
+
+class ModelRateLimits(_Lenient):
+    apiModelId: str
+    rateLimits: list[KeyLimit] = []
+
+
+class KeyRateLimits(_Lenient):
+    """``GET /api_keys/rate_limits`` ``data`` (vendors-2026 §5): the key's real limits."""
+
+    accessPermitted: bool | None = None
+    apiTier: dict[str, Any] | None = None
+    balances: dict[str, float | None] | None = None
+    keyExpiration: str | None = None
+    nextEpochBegins: str | None = None
+    rateLimits: list[ModelRateLimits] = []
+
+    def limits(self) -> list[tuple[str, str, float]]:
+        return [
+            (m.apiModelId, limit.type, limit.amount)
+            for m in self.rateLimits
+            for limit in m.rateLimits
+            if limit.type and limit.amount is not None
+        ]
+
+    def balance(self) -> dict[str, float]:
+        return {k: v for k, v in (self.balances or {}).items() if v is not None}
+
+
+class KeyRateLimitsAnswer(_Lenient):
+    data: KeyRateLimits
+
+
 class StyleList(_Lenient):
     data: list[str]
 

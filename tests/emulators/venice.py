@@ -278,6 +278,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
             Route("/api/v1/image/generate", endpoint(generate), methods=["POST"]),
             Route("/api/v1/models", endpoint(list_models, auth=False), methods=["GET"]),
             Route("/api/v1/image/styles", endpoint(list_styles, auth=False), methods=["GET"]),
+            Route("/api/v1/api_keys/rate_limits", endpoint(key_rate_limits), methods=["GET"]),
         ]
     )
 
@@ -321,6 +322,24 @@ def _model_entry(model: dict[str, Any]) -> dict[str, Any]:
         spec["deprecation"] = model["deprecation"]
     entry = {"id": model["id"], "type": "image", "object": "model", "owned_by": "venice.ai"}
     return {**entry, "created": 1_727_966_436, "model_spec": spec}
+
+
+async def key_rate_limits(state: VeniceState, request: Request) -> Response:
+    """GET /api_keys/rate_limits (vendors-2026 §5): the key's tier, balances and limits."""
+    limits = [
+        {"apiModelId": m["id"], "rateLimits": [{"amount": 20, "type": "RPM"},
+                                               {"amount": 14400, "type": "RPD"}]}
+        for m in state.models
+    ]  # fmt: skip
+    data = {
+        "accessPermitted": True,
+        "apiTier": {"id": "paid", "isCharged": True},
+        "balances": {"USD": 12.5, "DIEM": 3.0},
+        "keyExpiration": None,
+        "nextEpochBegins": "2026-12-01T00:00:00.000Z",
+        "rateLimits": limits,
+    }
+    return JSONResponse({"data": data})
 
 
 async def list_styles(state: VeniceState, request: Request) -> Response:
