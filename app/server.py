@@ -26,6 +26,7 @@ from uvicorn.supervisors import multiprocess
 
 from app import uvicorn_hooks
 from app.lifecycle import Lifecycle
+from app.server_limits import LimitedConfig, ServerLimits, drain_connections
 from app.settings import Settings
 
 log = logging.getLogger("image_gateway")
@@ -50,6 +51,8 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, grace_s: float) -> None:
         super().__init__(config)
         self.grace_s = grace_s
+        limits = getattr(config, "limits", None)
+        self.drain_body_s = limits.drain_body_timeout_s if limits else grace_s
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
         factory = config.app
@@ -62,6 +65,7 @@ class DrainingServer(uvicorn.Server):
             return
         self._draining = True
         life.begin_drain()
+        drain_connections(self.server_state.connections, self.drain_body_s)
         loop = asyncio.get_event_loop()
         self._drain_task = loop.create_task(self._drain(life, sig, frame))
 
@@ -104,8 +108,9 @@ def configure_logging(level: str) -> None:
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
+    return LimitedConfig(
         AppFactory(settings),
+        limits=ServerLimits(**settings.connections.model_dump()),
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -116,7 +121,6 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=5,
         lifespan="on",
         proxy_headers=False,
-        http=uvicorn_hooks.UpgradeIgnoringProtocol,
     )
 
 

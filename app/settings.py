@@ -345,6 +345,22 @@ class PricingSettings(BaseModel):
     file: Path | None = None
 
 
+class ConnectionSettings(BaseModel):
+    """Limits the HTTP server enforces before a request reaches the app
+    (``app/server_limits.py``)."""
+
+    #: Request line and headers together; beyond it 431.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: The headers must arrive within this of the connection or the previous answer.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    #: The body must arrive within this of the headers (a 36 MB upload at ~1 MB/s).
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    #: Open connections at most; lowered to stay below the file-descriptor limit.
+    max_connections: int = Field(default=4096, ge=1)
+    #: On SIGTERM, how long a body still arriving may take before it is cut.
+    drain_body_timeout_s: float = Field(default=5.0, ge=0)
+
+
 class JobsSettings(BaseModel):
     """Asynchronous jobs, Idempotency-Key and webhooks (``app.jobs``)."""
 
@@ -414,6 +430,7 @@ class Settings(BaseSettings):
     deepimage: DeepImageSettings = Field(default_factory=DeepImageSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     transport: TransportSettings = Field(default_factory=TransportSettings)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     callers: CallersSettings = Field(default_factory=CallersSettings)

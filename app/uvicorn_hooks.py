@@ -1,4 +1,6 @@
-"""The only place the gateway touches uvicorn's private parts; nothing else may.
+"""The only place the gateway touches uvicorn's private parts, besides its HTTP protocol
+subclass in ``app/server_limits.py`` (parser callbacks and
+connection state, tested against the real server).
 
 uvicorn has no public hook for either thing the gateway needs, so both are reached here,
 with uvicorn pinned in pyproject.toml to the versions tested (``TESTED_RANGE``) and
