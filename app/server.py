@@ -16,6 +16,7 @@ import logging
 import logging.config
 import os
 import signal
+import socket
 import tempfile
 from types import FrameType
 from typing import Any
@@ -26,7 +27,7 @@ from uvicorn.supervisors import multiprocess
 
 from app import uvicorn_hooks
 from app.lifecycle import Lifecycle
-from app.server_limits import LimitedConfig, ServerLimits, drain_connections
+from app.server_limits import LimitedConfig, ServerLimits, drain_connections, probe_socket
 from app.settings import Settings
 
 log = logging.getLogger("image_gateway")
@@ -130,8 +131,16 @@ def serve(settings: Settings | None = None) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    server = DrainingServer(uvicorn_config(settings), settings.shutdown_grace_s)
-    server.run()
+    config = uvicorn_config(settings)
+    server = DrainingServer(config, settings.shutdown_grace_s)
+    server.run(sockets=_sockets(config, settings))
+
+
+def _sockets(config: uvicorn.Config, settings: Settings) -> list[socket.socket]:
+    sockets = [config.bind_socket()]
+    if settings.connections.probe_port is not None:
+        sockets.append(probe_socket(settings.host, settings.connections.probe_port))
+    return sockets
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -141,7 +150,7 @@ def _serve_workers(settings: Settings) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="image-gateway-metrics-")
     config = uvicorn_config(settings)
     uvicorn_hooks.use_worker_server(functools.partial(_draining_server, settings.shutdown_grace_s))
-    multiprocess.Multiprocess(config, sockets=[config.bind_socket()]).run()
+    multiprocess.Multiprocess(config, sockets=_sockets(config, settings)).run()
 
 
 def _draining_server(grace_s: float, config: uvicorn.Config) -> uvicorn.Server:

@@ -16,6 +16,9 @@ gateway serves HTTP/1.1 through this subclass of uvicorn's httptools protocol (b
   always served; when every connection is busy with a request, a few more are let in and
   answer only ``/healthz``, ``/readyz`` and ``/metrics`` (503 otherwise); past those, a new
   connection is closed at once.
+- **Probe port** (optional): ``/healthz``, ``/readyz`` and ``/metrics`` on a listener of
+  their own, outside the cap. A flood fills the main port's accept queue whatever the
+  server does, and a probe's SYN dropped there waits 1 s for its retransmission.
 - **Drain**: on SIGTERM, connections waiting for headers are closed and a body still
   arriving gets ``drain_body_timeout_s`` at most, so a slow uploader cannot hold the drain.
 - Every refusal the server can still answer is ``application/problem+json``, including
@@ -30,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +70,7 @@ class ServerLimits:
     body_timeout_s: float = 60.0
     max_connections: int = 4096
     drain_body_timeout_s: float = 5.0
+    probe_port: int | None = None
 
     def connection_cap(self) -> int:
         """``max_connections``, lowered to stay below this process's descriptor limit."""
@@ -80,8 +86,9 @@ class LimitedConfig(uvicorn.Config):
     def __init__(self, app: Any, *, limits: ServerLimits, **kwargs: Any) -> None:
         self.limits = limits
         self.connection_cap = limits.connection_cap()
-        #: Connections waiting for request headers, oldest first (dict keeps order).
-        self.idle: dict[LimitedProtocol, None] = {}
+        #: Connections waiting for request headers, oldest first. An OrderedDict: a plain
+        #: dict's first key gets slower to reach with each deletion at its front.
+        self.idle: OrderedDict[LimitedProtocol, None] = OrderedDict()
         super().__init__(app, http=LimitedProtocol, **kwargs)
 
 
@@ -102,7 +109,9 @@ class LimitedProtocol(UpgradeIgnoringProtocol):
     # ------------------------------------------------------------------ connections
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.cap and not self._evict_idle():
+        if self._on_probe_port(transport):
+            self.probes_only = True  # its own listener and backlog: outside the cap
+        elif len(self.connections) >= self.cap and not self._evict_idle():
             if len(self.connections) >= self.cap + PROBE_LANE:
                 transport.abort()
                 return
@@ -110,13 +119,19 @@ class LimitedProtocol(UpgradeIgnoringProtocol):
         super().connection_made(transport)
         self._await_headers()
 
+    def _on_probe_port(self, transport: asyncio.Transport) -> bool:
+        if self.limits.probe_port is None:
+            return False
+        local = transport.get_extra_info("sockname")
+        return isinstance(local, tuple) and local[1] == self.limits.probe_port
+
     def _evict_idle(self) -> bool:
-        for oldest in self.idle:
-            oldest.transport.abort()  # connection_lost removes it from the set and idle
-            self.connections.discard(oldest)
-            self.idle.pop(oldest, None)
-            return True
-        return False
+        if not self.idle:
+            return False
+        oldest, _ = self.idle.popitem(last=False)
+        oldest.transport.abort()
+        self.connections.discard(oldest)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.idle.pop(self, None)
@@ -248,6 +263,17 @@ class LimitedProtocol(UpgradeIgnoringProtocol):
         self.transport.write(b"".join(head) + body)
         self.transport.close()
         log.info("server refused a request: %d %s", status, error.code)
+
+
+def probe_socket(host: str, port: int) -> socket.socket:
+    """The probe listener: its own accept queue, so a flood of connections on the main
+    port (which can fill that queue faster than any process accepts) never delays a probe."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)  # worker processes serve it too
+    return sock
 
 
 def drain_connections(connections: set[Any], body_timeout_s: float) -> None:

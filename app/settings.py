@@ -359,6 +359,9 @@ class ConnectionSettings(BaseModel):
     max_connections: int = Field(default=4096, ge=1)
     #: On SIGTERM, how long a body still arriving may take before it is cut.
     drain_body_timeout_s: float = Field(default=5.0, ge=0)
+    #: A second port answering only /healthz, /readyz and /metrics, outside the connection
+    #: cap and with its own accept queue: point the Kubernetes probes at it.
+    probe_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class JobsSettings(BaseModel):

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.process import GatewayProcess
+from tests.process import GatewayProcess, free_port
 
 LIMITS = {
     "IMAGE_GATEWAY_CONNECTIONS__HEADER_TIMEOUT_S": "1",
@@ -68,8 +68,10 @@ def probe_seconds(server: GatewayProcess) -> float:
 
 
 @contextmanager
-def probing(server: GatewayProcess) -> Iterator[list[float]]:
-    """Probes /healthz and /readyz in a loop while the block runs; yields their latencies."""
+def probing(server: GatewayProcess, base: str | None = None) -> Iterator[list[float]]:
+    """Probes /healthz and /readyz (on ``base``, by default the server's URL) in a loop
+    while the block runs; yields their latencies (99 for a failed probe)."""
+    base = base or server.url
     latencies: list[float] = []
     done = threading.Event()
 
@@ -78,7 +80,7 @@ def probing(server: GatewayProcess) -> Iterator[list[float]]:
             for path in ("/healthz", "/readyz"):
                 started = time.monotonic()
                 try:
-                    status = httpx.get(server.url + path, timeout=5).status_code
+                    status = httpx.get(base + path, timeout=5).status_code
                 except httpx.TransportError:
                     status = 0
                 latencies.append(time.monotonic() - started if status == 200 else 99.0)
@@ -228,19 +230,26 @@ print(done)
 
 def test_25000_connection_attempts_past_the_descriptor_limit() -> None:
     """The server runs with 2,048 descriptors (its connection cap is lowered below that)
-    and is flooded by ``FLOOD``: the oldest waiting connections are closed to make room,
-    the probes keep answering within 1 s and the process stays up."""
+    and is flooded by ``FLOOD`` on its main port: the oldest waiting connections are closed
+    to make room, the probes on the probe port (where Kubernetes sends them) keep
+    answering within 1 s, and the process stays up and serves the main port afterwards."""
     prlimit = ["prlimit", "--nofile=2048:2048", sys.executable, "-m", "app"]
-    with GatewayProcess(env=LIMITS, command=prlimit) as server, probing(server) as latencies:
-        attacker = subprocess.run(
-            [sys.executable, "-c", FLOOD, str(server.port)],
-            capture_output=True,
-            timeout=200,
-            check=True,
-        )
+    probe_port = free_port()
+    env = {**LIMITS, "IMAGE_GATEWAY_CONNECTIONS__PROBE_PORT": str(probe_port)}
+    with GatewayProcess(env=env, command=prlimit) as server:
+        with probing(server, f"http://127.0.0.1:{probe_port}") as latencies:
+            attacker = subprocess.run(
+                [sys.executable, "-c", FLOOD, str(server.port)],
+                capture_output=True,
+                timeout=200,
+                check=True,
+            )
         assert server.proc is not None and server.proc.poll() is None
+        assert probe_seconds(server) < PROBE_BUDGET_S
+        refused = httpx.get(f"http://127.0.0.1:{probe_port}/v1/providers")
     assert int(attacker.stdout) == 25_000
     assert len(latencies) > 10 and max(latencies) < PROBE_BUDGET_S, sorted(latencies)[-5:]
+    assert refused.status_code == 503  # the probe port answers the probes only
 
 
 def test_the_drain_does_not_wait_for_a_body_that_is_not_arriving() -> None:
