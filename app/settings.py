@@ -128,6 +128,26 @@ class DeepImageSettings(BaseModel):
     model_aliases: ModelAliases = Field(default_factory=dict)
     #: Largest result download accepted from ``result_url``.
     max_result_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    #: Hosts (shell patterns) a ``result_url`` may point at, over https, besides the API's
+    #: own host: deep-image.ai and its S3 result store (vendors.md §3.2). A self-hosted or
+    #: proxied Deep-Image adds its hosts here.
+    result_hosts: ProviderList = Field(
+        default_factory=lambda: [
+            "deep-image.ai",
+            "*.deep-image.ai",
+            "neuroapi-store.s3.amazonaws.com",
+            "neuroapi-store.s3.*.amazonaws.com",
+            "neuroapi-store.s3-*.amazonaws.com",
+        ]
+    )
+
+    @field_validator("result_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
     timeout_s: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
@@ -345,6 +365,14 @@ class PricingSettings(BaseModel):
     file: Path | None = None
 
 
+class CallerUrlSettings(BaseModel):
+    """URLs a caller hands to a vendor (Venice ``style_references``): ``app/url_rules.py``."""
+
+    #: Forward http and internal (loopback, private, link-local) URLs too: only for a
+    #: self-hosted vendor that must fetch from the LAN.
+    allow_private: bool = False
+
+
 class ConnectionSettings(BaseModel):
     """Limits the HTTP server enforces before a request reaches the app
     (``app/server_limits.py``)."""
@@ -434,6 +462,7 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     transport: TransportSettings = Field(default_factory=TransportSettings)
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    caller_urls: CallerUrlSettings = Field(default_factory=CallerUrlSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     callers: CallersSettings = Field(default_factory=CallersSettings)

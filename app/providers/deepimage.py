@@ -12,6 +12,7 @@ neither the key nor a job or result URL ever appears in an error or a warning.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -418,7 +419,23 @@ class DeepImageProvider(Provider):
             raise self._bad_response("a result location that is not a URL") from None
         if target.scheme not in _DEFAULT_PORTS or not target.host:
             raise self._bad_response("a result location that is not an http(s) URL")
+        if not self._result_host_allowed(target):
+            # A forged or compromised answer must not make the gateway fetch from anywhere
+            # (an internal address, a metadata service): nothing is sent to that host.
+            raise self._bad_response(
+                f"a result location on a host it does not use ({self._redact(target.host)})"
+            )
         return target
+
+    def _result_host_allowed(self, target: URL) -> bool:
+        """The API's own host (any scheme it uses), or https on a documented result host
+        (``result_hosts``: deep-image.ai and its S3 store, §3.2)."""
+        host = (target.host or "").lower()
+        if host == (URL(self._settings.base_url).host or "").lower():
+            return True
+        return target.scheme == "https" and any(
+            fnmatch.fnmatchcase(host, pattern) for pattern in self._settings.result_hosts
+        )
 
 
 # --------------------------------------------------------------------------- response mapping

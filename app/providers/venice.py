@@ -60,6 +60,7 @@ from app.transport import (
     splice_json,
 )
 from app.transport.bodies import IMAGE_SLOT, FilePart
+from app.url_rules import url_problem
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -94,6 +95,7 @@ class VeniceProvider(Provider):
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings.venice
+        self._allow_private_urls = settings.caller_urls.allow_private
         self._transport_settings = settings.transport
         self._schema = vl.UPSCALE_SCHEMAS[self._settings.upscale_schema]
         self._clock = clock
@@ -256,6 +258,7 @@ class VeniceProvider(Provider):
         options = self._options(vl.GenerateOptions, params.options, vl.GENERATE_NORMALIZED)
         limits = vl.generate_limits(model, spec)
         errors = vl.check_generate(limits, spec, self._styles.value, params, options)
+        errors += self._url_errors(options)
         if errors:
             raise self.refuse(errors)
         fmt = (params.output.format if params.output else None) or vl.GEN_DEFAULT_FORMAT
@@ -327,7 +330,9 @@ class VeniceProvider(Provider):
             body = splice_json({"image": IMAGE_SLOT, **call.fields}, image.base64_ascii())
             response = await self._post("/image/upscale", ctx, body)
         return ProviderResult(
-            [self._binary_image(response)], call.model, call.warnings + _warnings(response)
+            [self._binary_image(response)],
+            call.model,
+            call.warnings + _warnings(response, self._key()),
         )
 
     async def _execute_generate(self, call: VeniceGenerateCall, ctx: CallContext) -> ProviderResult:
@@ -345,7 +350,7 @@ class VeniceProvider(Provider):
             images = self._json_images(response, call.mime_type)
         else:
             images = [self._binary_image(response)]
-        return ProviderResult(images, call.model, call.warnings + _warnings(response))
+        return ProviderResult(images, call.model, call.warnings + _warnings(response, self._key()))
 
     async def _post(
         self, path: str, ctx: CallContext, body: list[bytes | memoryview] | Multipart
@@ -508,6 +513,16 @@ class VeniceProvider(Provider):
         text = self._scrub(msg)
         return vl.rule(_gateway_loc(path), text, f"{'.'.join(path) or 'request'}: {text}")
 
+    def _url_errors(self, options: vl.GenerateOptions) -> list[FieldError]:
+        """Style references given as URLs: https and public only (``app/url_rules.py``)."""
+        found = []
+        for i, ref in enumerate(options.style_references or []):
+            why = url_problem(ref.image, self._allow_private_urls)
+            if why:
+                loc = ("options", self.id, "style_references", i, "image")
+                found.append(vl.rule(loc, why, "style reference URLs must be public https"))
+        return found
+
     def _scrub(self, text: str) -> str:
         """Vendor text goes into error details: bounded, and never with the key in it."""
         return redact(text, [self._key()])
@@ -522,18 +537,19 @@ def _form_text(value: Any) -> str:
     return str(value)
 
 
-def _warnings(response: VendorResponse) -> list[str]:
-    """§2.4: a blurred image and a deprecated model become warnings."""
+def _warnings(response: VendorResponse, key: str) -> list[str]:
+    """§2.4: a blurred image and a deprecated model become warnings. Every header text is
+    the vendor's: redacted (the key masked before any cut) like any vendor text."""
     headers, warnings = response.headers, []
     if headers.get("x-venice-is-blurred", "").lower() == "true":
         warnings.append("venice: safe_mode blurred the image (x-venice-is-blurred)")
-    notice = redact(headers.get("x-venice-model-deprecation-warning", ""))
+    notice = redact(headers.get("x-venice-model-deprecation-warning", ""), [key])
     if notice or headers.get("x-venice-deprecated", "").lower() == "true":
         text = "venice: the model is deprecated"
         if date := headers.get("x-venice-model-deprecation-date"):
-            text += f" from {date[:64]}"
+            text += f" from {redact(date, [key], limit=64)}"
         if replacement := headers.get("x-venice-deprecated-replacement"):
-            text += f" (replacement: {replacement[:128]})"
+            text += f" (replacement: {redact(replacement, [key], limit=128)})"
         warnings.append(text + (f": {notice}" if notice else ""))
     return warnings
 
