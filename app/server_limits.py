@@ -44,6 +44,7 @@ import uvicorn
 
 from app.errors import GatewayError, InvalidRequest, ProviderUnavailable
 from app.middleware import problem_response_parts
+from app.record import record_of
 from app.uvicorn_hooks import UpgradeIgnoringProtocol
 
 log = logging.getLogger("image_gateway")
@@ -229,7 +230,7 @@ class LimitedProtocol(UpgradeIgnoringProtocol):
         cycle = self.cycle
         if cycle is None or cycle.response_complete or self.transport.is_closing():
             return
-        self.scope["state"]["server_answer"] = (408, RequestTimeout.code)
+        record_of(self.scope).server_answer = (408, RequestTimeout.code)  # type: ignore[arg-type]
         started = cycle.response_started
         cycle.disconnected = True  # the app's next receive() is a disconnect
         cycle.message_event.set()
