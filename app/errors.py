@@ -42,6 +42,10 @@ class ProblemCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     STATE_UNAVAILABLE = "state_unavailable"
+    #: Server-level refusals (app/server_limits.py): headers too slow / body not arriving,
+    #: request line and headers over the size limit.
+    REQUEST_TIMEOUT = "request_timeout"
+    HEADERS_TOO_LARGE = "headers_too_large"
 
 
 @dataclass(frozen=True)
