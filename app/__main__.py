@@ -12,7 +12,8 @@ def main() -> None:
         from app.callers.cli import main as keys_main
         from app.settings import Settings
 
-        sys.exit(keys_main(sys.argv[2:], Settings().callers.keys_file))
+        settings = Settings()
+        sys.exit(keys_main(sys.argv[2:], settings.callers.keys_file, settings.state))
     serve()
 
 

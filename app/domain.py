@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from app import codec
 from app.errors import UpstreamTimeout
@@ -243,6 +243,9 @@ class CallContext:
     #: picks that job up instead of submitting (and paying for) it again.
     on_vendor_job: Callable[[str, str], Awaitable[None]] | None = None
     resume: Mapping[str, str] | None = None
+    #: The web layer's per-call spend bookkeeping (``app.callers``: budget reservations);
+    #: opaque to routing and the providers.
+    spend: Any = None
 
 
 # --------------------------------------------------------------------------- what routing did

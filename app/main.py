@@ -24,6 +24,7 @@ from app import __version__, lifecycle, metrics
 from app.api import contract, openai, operational, operations
 from app.api import jobs as jobs_api
 from app.callers import openapi as callers_openapi
+from app.callers import usage
 from app.callers.auth import Callers, warn_if_open
 from app.callers.spend import Spending
 from app.errors import GatewayError
@@ -58,11 +59,13 @@ def create_app(
         for provider in providers.values():
             await provider.start()
         metrics.init(list(providers))
+        await callers.start(settings.state)
         await app.state.jobs.start_if_used()
         try:
             yield
         finally:
             await app.state.jobs.aclose()
+            await callers.aclose()
             for provider in providers.values():
                 await provider.aclose()
 
@@ -72,7 +75,7 @@ def create_app(
     app.state.settings = settings
     app.state.lifecycle = life
     app.state.callers = callers = Callers(settings.callers)
-    spending = Spending(price_table(settings))
+    spending = Spending(price_table(settings), callers)
     app.state.service = GatewayService(settings, Router(settings, providers), spending)
     warn_if_open(settings, callers)
     app.state.jobs = JobService(settings, app.state.service, callers, life)
@@ -80,6 +83,7 @@ def create_app(
     app.include_router(jobs_api.router)
     app.include_router(operational.router)
     app.include_router(openai.router)
+    app.include_router(usage.router)
     _install_error_handler(app)
     # The fast lane (app/fast_lane.py): POSTs to these paths skip FastAPI's routing and
     # dependency solving; their handlers check the caller themselves.

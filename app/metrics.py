@@ -81,6 +81,18 @@ COST_USD = Counter(
     "Vendor spend in USD from the price table, by provider, model, operation and caller key.",
     ["provider", "model", "operation", "caller"],
 )
+KEY_BUDGET_USD = Gauge(
+    "image_gateway_key_budget_usd",
+    "A caller key's budget in USD for the period (day or month).",
+    ["caller", "period"],
+    multiprocess_mode="mostrecent",
+)
+KEY_SPEND_USD = Gauge(
+    "image_gateway_key_spend_usd",
+    "What a caller key has spent in the current period (day or month), from the state store.",
+    ["caller", "period"],
+    multiprocess_mode="mostrecent",
+)
 CALLER_REQUESTS = Counter(
     "image_gateway_caller_requests",
     "Operation requests by caller key id (operator-defined, so bounded) and HTTP status.",

@@ -251,6 +251,8 @@ class GatewayMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.append((b"server-timing", _server_timing(state, started)))
+                for name, value in state.response_headers:  # e.g. the caller's RateLimit
+                    headers.append((name.encode("latin-1"), value.encode("latin-1")))
                 message["headers"] = headers
             await send(message)
 

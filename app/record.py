@@ -8,7 +8,7 @@ the metrics and ``Server-Timing``. It lives on the ASGI scope (so Starlette's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
@@ -38,6 +38,8 @@ class RequestRecord:
     caller_key: CallerKey | None = None
     admitted: bool = False
     cost: Cost | None = None
+    #: Headers every answer to this request carries (the caller key's RateLimit).
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
     #: The OpenAI routes' end-user id, for abuse tracing in the access log.
     user: str | None = None
     #: Set by the server when it answered for the request itself (status, code).

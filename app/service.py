@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -16,8 +15,15 @@ from starlette.types import Receive, Scope, Send
 from app import metrics
 from app.callers.auth import caller_key
 from app.callers.keys import CallerKey
-from app.callers.spend import COST_HEADER, Spending, dry_run_asked, providers_of, usd_text
-from app.domain import CallContext, Deadline, Job, Outcome, OutputImage, PreparedCall, UpscaleJob
+from app.callers.spend import (
+    COST_HEADER,
+    CallSpend,
+    Spending,
+    dry_run_asked,
+    providers_of,
+    usd_text,
+)
+from app.domain import CallContext, Deadline, Job, Outcome, OutputImage, UpscaleJob
 from app.errors import FieldError, InvalidRequest, NotAcceptable
 from app.providers.pricing import Cost
 from app.record import RequestRecord, record_of
@@ -66,17 +72,22 @@ class GatewayService:
         state = record_of(request)
         ctx = self.context(key, job, state.request_id, self._timeout(request), estimates)
         ctx.wants_bytes, ctx.dry_run = wants_bytes, dry_run
+        if ctx.spend is not None:
+            ctx.spend.dry_run = dry_run
         if isinstance(job, UpscaleJob):
             metrics.IMAGE_BYTES.labels(direction="in").observe(job.image.info.size)
         try:
             outcome = await self.router.run(job, ctx)
+        except BaseException:
+            await self.release(ctx)
+            raise
         finally:
             _record_attempts(state, ctx)
         state.provider, state.model = outcome.provider, outcome.result.model
         if dry_run:
             state.cost = estimates[-1]
             return outcome
-        state.cost = await self.settle(key, job, outcome)
+        state.cost = await self.settle(key, job, outcome, ctx)
         return outcome
 
     def context(
@@ -89,31 +100,31 @@ class GatewayService:
     ) -> CallContext:
         """The call context for ``key`` (its providers, its budgets); also used by a
         durable job (app.jobs), which runs without a request."""
+        spend = CallSpend(self.spending, key, job, estimates)
         return CallContext(
             request_id=request_id,
             deadline=Deadline(deadline_s),
             on_vendor_headers=metrics.record_vendor_headers,
             allowed_providers=providers_of(key, job),
-            before_call=self._budget_check(key, job, estimates),
+            before_call=spend.before_call,
+            spend=spend,
         )
 
-    async def settle(self, key: CallerKey | None, job: Job, outcome: Outcome) -> Cost:
-        """What the call cost, recorded against ``key``."""
+    async def settle(
+        self, key: CallerKey | None, job: Job, outcome: Outcome, ctx: CallContext | None = None
+    ) -> Cost:
+        """What the call cost, recorded against ``key`` (its reserved budget settled)."""
         cost = self.spending.actual(job, outcome)
-        await self.spending.record(key, job, outcome, cost)
+        spend = ctx.spend if ctx is not None else None
+        reservations = spend.reservations if spend is not None else []
+        request_id = ctx.request_id if ctx is not None else ""
+        await self.spending.record(key, job, outcome, cost, reservations, request_id)
         return cost
 
-    def _budget_check(
-        self, key: CallerKey | None, job: Job, estimates: list[Cost]
-    ) -> Callable[[PreparedCall], Awaitable[None]]:
-        """Before each vendor call: its estimated cost, checked against the key's budgets."""
-
-        async def check(call: PreparedCall) -> None:
-            estimate = self.spending.estimate(job, call)
-            await self.spending.check_budget(key, estimate)
-            estimates.append(estimate)
-
-        return check
+    async def release(self, ctx: CallContext | None) -> None:
+        """The call failed: what it reserved of the key's budgets is given back."""
+        if ctx is not None and ctx.spend is not None:
+            await ctx.spend.release()
 
     def _timeout(self, request: Request) -> float:
         """The configured deadline, lowered (never raised) by ``X-Request-Timeout`` seconds."""

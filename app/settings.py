@@ -348,6 +348,11 @@ class CallersSettings(BaseModel):
     keys_file: Path | None = None
     #: How often the key file is checked for changes (a rotated secret mount).
     reload_s: float = Field(default=5.0, ge=0)
+    #: Keys also from the state store (``image-gateway keys --store create``), shared by
+    #: every replica that uses the same store.
+    store_keys: bool = False
+    #: How long usage records are kept (``GET /v1/usage``).
+    usage_retention_days: float = Field(default=90.0, gt=0)
     #: A bearer token that ``GET /metrics`` then requires (the standalone case).
     metrics_token: SecretStr | None = None
     metrics_token_file: Path | None = None

@@ -109,6 +109,7 @@ def test_operation_ids_are_stable() -> None:
         *("getJob", "getJobResult", "getJobResultBytes", "cancelJob"),
         *("upscaleDryRun", "generateDryRun"),
         "openaiImageResult",
+        "usage",
     } <= ids
 
 

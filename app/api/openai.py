@@ -166,7 +166,7 @@ async def _index(request: Request, refresh: bool = True) -> ModelIndex:
 async def create_image(request: Request) -> Response:
     """OpenAI's `images.generate`, mapped onto POST /v1/generate: every field is honoured or
     refused (400 naming it)."""
-    auth.admit(request, "generate")
+    await auth.admit(request, "generate")
     body = mapping.parse_request(mapping.ImagesGenerateRequest, await intake.read_json(request))
     index = await _index(request, refresh=body.model is not None)
     job = mapping.generate_job(body, index)
@@ -184,7 +184,7 @@ async def create_image(request: Request) -> Response:
 )
 async def upscale_image(request: Request) -> Response:
     """Multipart `image` plus `scale` or `size`, mapped onto POST /v1/upscale."""
-    auth.admit(request, "upscale")
+    await auth.admit(request, "upscale")
     fields, data, b64 = await intake.read_multipart(request)
     try:
         image = intake.uploaded_image(data, b64)

@@ -124,7 +124,9 @@ async def readyz(request: Request) -> Response:
     openapi_extra={"security": [{"MetricsToken": []}, {}]},
 )
 async def prometheus_metrics(request: Request) -> Response:
-    request.app.state.callers.check_metrics(request.headers)
+    callers = request.app.state.callers
+    callers.check_metrics(request.headers)
+    await callers.refresh_gauges()
     # An open circuit turns half-open by time alone; read each state so the gauge is current
     # at scrape time even when no request has touched that provider since.
     for circuit in request.app.state.service.router.circuits.values():

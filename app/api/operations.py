@@ -39,7 +39,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def _upscale(body: intake.BodyKind, raw: bool = False, dry_run: bool | None = None) -> Handler:
     async def upscale(request: Request) -> Response:
-        auth.admit(request, "upscale")
+        await auth.admit(request, "upscale")
         return await _answer(request, await intake.read_upscale(request, body), raw, dry_run)
 
     return upscale
@@ -47,7 +47,7 @@ def _upscale(body: intake.BodyKind, raw: bool = False, dry_run: bool | None = No
 
 def _generate(body: intake.BodyKind, raw: bool = False, dry_run: bool | None = None) -> Handler:
     async def generate(request: Request) -> Response:
-        auth.admit(request, "generate")
+        await auth.admit(request, "generate")
         return await _answer(request, await intake.read_generate(request, body), raw, dry_run)
 
     return generate

@@ -18,10 +18,14 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.datastructures import Headers
 
+from app.callers import store_keys
+from app.callers.budgets import Ledger
 from app.callers.keys import CallerKey, KeyFileError, KeyRing, read_key_file
-from app.errors import Forbidden, Unauthorized
+from app.callers.limits import RateLimiter
+from app.errors import Forbidden, RateLimited, Unauthorized
 from app.record import record_of
-from app.settings import CallersSettings, Settings
+from app.settings import CallersSettings, Settings, StateSettings
+from app.state import StateStore, open_store
 
 log = logging.getLogger("image_gateway")
 
@@ -32,45 +36,76 @@ ANONYMOUS = "anonymous"
 #: Declared on the routes for the OpenAPI spec (security schemes); ``admit`` does the work.
 BEARER = HTTPBearer(auto_error=False, description="A caller key: `Authorization: Bearer igw_...`")
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="A caller key")
-_BEARER_DEP = Security(BEARER)
-_API_KEY_DEP = Security(API_KEY)
+BEARER_DEP = Security(BEARER)
+API_KEY_DEP = Security(API_KEY)
 
 
 class Callers:
-    """The gateway's caller policy, built once by ``create_app``."""
+    """The gateway's caller policy, built once by ``create_app``; with keys on, its state
+    store (rate limits, budgets, usage, store keys) opens with the app's lifespan."""
 
     def __init__(self, settings: CallersSettings, clock: Callable[[], float] = time.monotonic):
+        self._settings = settings
         self._file = settings.keys_file
         self._reload_s = settings.reload_s
         self._clock = clock
         self._metrics_token = settings.metrics_token
         self._mtime = self._stat()
         self._checked = clock()
-        self.ring = KeyRing(read_key_file(self._file)) if self._file else KeyRing()
+        self._file_keys = read_key_file(self._file) if self._file else []
+        self._store_keys: list[CallerKey] = []
+        self.ring = KeyRing(self._file_keys)
+        self.store: StateStore | None = None
+        self.limiter: RateLimiter | None = None
+        self.ledger: Ledger | None = None
 
     @property
     def enabled(self) -> bool:
-        return self._file is not None
+        return self._file is not None or self._settings.store_keys
 
-    def admit(self, request: Request, operation: str) -> CallerKey | None:
-        """The caller's key, allowed to run ``operation`` (401/403 otherwise); None when
-        keys are off. Idempotent per request: a route dependency and the fast lane may both
-        call it."""
+    async def start(self, state: StateSettings) -> None:
+        if not self.enabled:
+            return
+        store = open_store(state)
+        await store.start()
+        self.store = store
+        self.limiter = RateLimiter(store)
+        self.ledger = Ledger(store, self._settings.usage_retention_days * 86_400)
+        await self._reload_store_keys()
+
+    async def aclose(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
+            self.store = self.limiter = self.ledger = None
+
+    async def admit(self, request: Request, operation: str) -> CallerKey | None:
+        """The caller's key, allowed to run ``operation`` (401/403 otherwise) and within
+        its rate limit (429); None when keys are off. Idempotent per request: a route
+        dependency and the fast lane may both call it."""
         record = record_of(request)
         if record.admitted:
             return record.caller_key
-        key = self.authenticate(request.headers) if self.enabled else None
+        key = await self.authenticate(request.headers) if self.enabled else None
         record.admitted, record.caller_key = True, key
         record.caller = key.id if key is not None else ANONYMOUS
-        if key is not None and not key.may(operation):
+        if key is None:
+            return None
+        if not key.may(operation):
             raise Forbidden(f"key {key.id!r} may not {operation}", reason="scope")
+        if key.rate_limit is not None and self.limiter is not None:
+            try:
+                record.response_headers += await self.limiter.take(key, key.rate_limit)
+            except RateLimited as exc:  # the headers go on the 429 through the record
+                record.response_headers += list(exc.headers.items())
+                exc.headers.clear()
+                raise
         return key
 
-    def authenticate(self, headers: Headers) -> CallerKey:
+    async def authenticate(self, headers: Headers) -> CallerKey:
         secret = presented_key(headers)
         if secret is None:
             raise _unauthorized("an API key is required: Authorization: Bearer <key> or X-API-Key")
-        self._maybe_reload()
+        await self._maybe_reload()
         key = self.ring.verify(secret)
         if key is None:
             raise _unauthorized("the API key is not valid or has been revoked", invalid=True)
@@ -86,25 +121,52 @@ class Callers:
         if given is None or not hmac.compare_digest(given.encode(), expected):
             raise _unauthorized("/metrics needs its bearer token", invalid=given is not None)
 
+    async def refresh_gauges(self) -> None:
+        """The budgeted keys' spend gauges, from the store (called at each scrape)."""
+        if self.ledger is not None:
+            await self.ledger.refresh_gauges(list(self.ring.keys.values()))
+
     # ------------------------------------------------------------------ key file reload
 
-    def _maybe_reload(self) -> None:
-        """A rotated Kubernetes secret changes the mounted file; pick it up, at most once
-        per ``reload_s``. A broken new file keeps the keys in force (and says so)."""
+    async def _maybe_reload(self) -> None:
+        """A rotated Kubernetes secret changes the mounted file, and ``keys --store``
+        changes the store's keys; pick both up, at most once per ``reload_s``."""
         now = self._clock()
-        if self._file is None or now - self._checked < self._reload_s:
+        if now - self._checked < self._reload_s:
             return
         self._checked = now
+        self._reload_file()
+        await self._reload_store_keys()
+
+    def _reload_file(self) -> None:
+        """A broken new file keeps the keys in force (and says so)."""
         mtime = self._stat()
-        if mtime == self._mtime:
+        if self._file is None or mtime == self._mtime:
             return
         self._mtime = mtime
         try:
-            self.ring = KeyRing(read_key_file(self._file))
+            self._file_keys = read_key_file(self._file)
+            self._rebuild()
         except KeyFileError as exc:
             log.error("key file change ignored, the previous keys stay in force: %s", exc)
             return
         log.info("key file reloaded: %d key(s)", len(self.ring))
+
+    async def _reload_store_keys(self) -> None:
+        if not self._settings.store_keys or self.store is None:
+            return
+        try:
+            self._store_keys = await store_keys.load(self.store)
+            self._rebuild()
+        except KeyFileError as exc:
+            log.error("store keys ignored, the previous keys stay in force: %s", exc)
+
+    def _rebuild(self) -> None:
+        """File keys win over store keys with the same id (the operator's file is final)."""
+        in_file = {k.id for k in self._file_keys}
+        self.ring = KeyRing(
+            [*self._file_keys, *(k for k in self._store_keys if k.id not in in_file)]
+        )
 
     def _stat(self) -> float | None:
         try:
@@ -142,11 +204,11 @@ def require(operation: str) -> Callable[..., Awaitable[CallerKey | None]]:
 
     async def dependency(
         request: Request,
-        bearer_scheme: Any = _BEARER_DEP,
-        api_key_scheme: Any = _API_KEY_DEP,
+        bearer_scheme: Any = BEARER_DEP,
+        api_key_scheme: Any = API_KEY_DEP,
     ) -> CallerKey | None:
         callers: Callers = request.app.state.callers
-        return callers.admit(request, operation)
+        return await callers.admit(request, operation)
 
     return dependency
 
@@ -156,10 +218,10 @@ def caller_key(request: Request) -> CallerKey | None:
     return record_of(request).caller_key
 
 
-def admit(request: Request, operation: str) -> CallerKey | None:
+async def admit(request: Request, operation: str) -> CallerKey | None:
     """The same check as ``require``, for code paths that skip FastAPI's dependencies."""
     callers: Callers = request.app.state.callers
-    return callers.admit(request, operation)
+    return await callers.admit(request, operation)
 
 
 _LOOPBACK = ("127.", "::1", "localhost")

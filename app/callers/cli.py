@@ -8,12 +8,16 @@ mounted at ``IMAGE_GATEWAY_CALLERS__KEYS_FILE``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
+from app.callers import store_keys
 from app.callers.keys import (
     CallerKey,
     KeyFileError,
@@ -24,13 +28,23 @@ from app.callers.keys import (
     read_key_file,
     write_key_file,
 )
+from app.settings import StateSettings
+from app.state import StateStore, open_store
+
+T = TypeVar("T")
 
 
-def main(argv: list[str], default_file: Path | None = None) -> int:
+def main(
+    argv: list[str], default_file: Path | None = None, state: StateSettings | None = None
+) -> int:
     args = _parser(default_file).parse_args(argv)
-    if args.file is None:
+    if args.store:
+        args.keys = StoreKeys(state or StateSettings())
+    elif args.file is None:
         print("no key file: give --file or set IMAGE_GATEWAY_CALLERS__KEYS_FILE", file=sys.stderr)
         return 2
+    else:
+        args.keys = FileKeys(args.file)
     try:
         return int(args.run(args))
     except (KeyFileError, ValidationError, ValueError) as exc:
@@ -48,6 +62,12 @@ def _message(exc: Exception) -> str:
 def _parser(default_file: Path | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="image-gateway keys", description=__doc__)
     parser.add_argument("--file", type=Path, default=default_file, help="the JSON key file")
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="the state store's keys instead (IMAGE_GATEWAY_STATE__*; the gateway needs "
+        "IMAGE_GATEWAY_CALLERS__STORE_KEYS=true)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="add a key and print its secret once")
     create.add_argument("key_id", help="operator-chosen id: a-z, 0-9, '.', '-'")
@@ -66,12 +86,69 @@ def _parser(default_file: Path | None) -> argparse.ArgumentParser:
     return parser
 
 
+class FileKeys:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def update(self, change: Callable[[list[CallerKey]], list[CallerKey]]) -> None:
+        write_key_file(self.path, change(read_key_file(self.path)))
+
+    def read(self) -> list[CallerKey]:
+        return read_key_file(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class StoreKeys:
+    """The state store's key document, changed with compare-and-set."""
+
+    def __init__(self, state: StateSettings) -> None:
+        self.state = state
+
+    def update(self, change: Callable[[list[CallerKey]], list[CallerKey]]) -> None:
+        asyncio.run(self._update(change))
+
+    def read(self) -> list[CallerKey]:
+        return asyncio.run(self._with_store(store_keys.load))
+
+    async def _update(self, change: Callable[[list[CallerKey]], list[CallerKey]]) -> None:
+        async def attempt(store: StateStore) -> bool:
+            before = await store_keys.load(store)
+            return await store_keys.save(store, change(before), before)
+
+        while not await self._with_store(attempt):
+            continue  # another writer changed the document meanwhile: read it again
+
+    async def _with_store(self, action: Callable[[StateStore], Awaitable[T]]) -> T:
+        store = open_store(self.state)
+        await store.start()
+        try:
+            return await action(store)
+        finally:
+            await store.aclose()
+
+    def __str__(self) -> str:
+        return "the state store"
+
+
 def _create(args: argparse.Namespace) -> int:
-    keys = read_key_file(args.file)
-    if any(k.id == args.key_id for k in keys):
-        raise ValueError(f"key id {args.key_id!r} exists; revoke it or choose another id")
     secret = new_secret(args.key_id)
-    key = CallerKey(
+    key = _new_key(args, secret)
+
+    def add(keys: list[CallerKey]) -> list[CallerKey]:
+        if any(k.id == args.key_id for k in keys):
+            raise ValueError(f"key id {args.key_id!r} exists; revoke it or choose another id")
+        return [*keys, key]
+
+    args.keys.update(add)
+    print(secret)
+    print(f"key {key.id!r} written to {args.keys}; the secret above is shown once", file=sys.stderr)
+    return 0
+
+
+def _new_key(args: argparse.Namespace, secret: str) -> CallerKey:
+    return CallerKey(
         id=args.key_id,
         hash=digest(secret),
         operations=_split(args.operations),
@@ -82,24 +159,21 @@ def _create(args: argparse.Namespace) -> int:
         admin=args.admin,
         created=now(),
     )
-    write_key_file(args.file, [*keys, key])
-    print(secret)
-    print(f"key {key.id!r} written to {args.file}; the secret above is shown once", file=sys.stderr)
-    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    for key in read_key_file(args.file):
+    for key in args.keys.read():
         print(json.dumps(key.public()))
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    keys = read_key_file(args.file)
-    if not any(k.id == args.key_id for k in keys):
-        raise ValueError(f"no key {args.key_id!r} in {args.file}")
-    kept = [k.model_copy(update={"revoked": True}) if k.id == args.key_id else k for k in keys]
-    write_key_file(args.file, kept)
+    def revoke(keys: list[CallerKey]) -> list[CallerKey]:
+        if not any(k.id == args.key_id for k in keys):
+            raise ValueError(f"no key {args.key_id!r} in {args.keys}")
+        return [k.model_copy(update={"revoked": True}) if k.id == args.key_id else k for k in keys]
+
+    args.keys.update(revoke)
     print(f"key {args.key_id!r} revoked", file=sys.stderr)
     return 0
 

@@ -170,12 +170,17 @@ class JobRunner:
         try:
             ctx = self._context(doc, job, key, resume)
             outcome = await self.service.router.run(job, ctx)
-            cost = await self.service.settle(key, job, outcome)
+            cost = await self.service.settle(key, job, outcome, ctx)
         except GatewayError as exc:
+            await self.service.release(ctx)  # a failed call spends nothing of the key's budget
             await self._finish_failed(doc, exc, ctx)
         except Exception:  # CancelledError (a cancel, a hand-over) is not an Exception
             log.exception("jobs: job %s raised", doc["id"])
+            await self.service.release(ctx)
             await self._finish_failed(doc, InternalError("the job failed unexpectedly"), ctx)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.service.release(ctx))
+            raise
         else:
             await self._finish_ok(doc, outcome, ctx, cost.as_dict())
 

@@ -306,7 +306,7 @@ class JobService:
 
     # ------------------------------------------------------------------ /v1/jobs/{id}
     async def find(self, request: Request, job_id: str) -> tuple[JobRepo, Doc]:
-        authenticate(request)
+        await authenticate(request)
         if self.store is None and not self._store_exists():
             raise JobNotFound(f"no job {job_id!r} (no job was ever submitted here)")
         repo = await self.ensure_started()
@@ -344,13 +344,13 @@ def owner_of(request: Request) -> str | None:
     return None if caller in (None, ANONYMOUS) else caller
 
 
-def authenticate(request: Request) -> None:
+async def authenticate(request: Request) -> None:
     """The jobs routes need a valid caller key when keys are on (any key: a job is then
     found only by the key that submitted it)."""
     callers = request.app.state.callers
     record = record_of(request)
     if callers.enabled and record.caller is None:
-        record.caller = callers.authenticate(request.headers).id
+        record.caller = (await callers.authenticate(request.headers)).id
 
 
 def _scope(request: Request, key: str) -> str:

@@ -43,6 +43,11 @@ async def upscale(
     return await client.post("/v1/upscale", json={**UPSCALE, **body}, headers=headers)
 
 
+def state_in(tmp_path: Path) -> dict[str, Any]:
+    """The embedded store under the test's own directory (never ./data)."""
+    return {"data_dir": tmp_path / "state"}
+
+
 def bearer(secret: str) -> dict[str, str]:
     return {"authorization": f"Bearer {secret}"}
 
@@ -56,7 +61,9 @@ async def test_no_key_401_wrong_scope_403_valid_key_200(tmp_path: Path) -> None:
             "venice-only": {"providers": ["venice"]},
         },
     )
-    async with gateway(make_settings(callers={"keys_file": path})) as client:
+    async with gateway(
+        make_settings(callers={"keys_file": path}, state=state_in(tmp_path))
+    ) as client:
         missing = await upscale(client, {})
         wrong = await upscale(client, bearer(secrets["team-a"] + "x"))
         basic = await upscale(client, {"authorization": "Basic dXNlcjpwdw=="})
@@ -90,7 +97,9 @@ async def test_keys_are_off_without_a_key_file() -> None:
 
 async def test_an_empty_key_file_refuses_everyone(tmp_path: Path) -> None:
     path, _ = key_file(tmp_path)
-    async with gateway(make_settings(callers={"keys_file": path})) as client:
+    async with gateway(
+        make_settings(callers={"keys_file": path}, state=state_in(tmp_path))
+    ) as client:
         response = await upscale(client, bearer(new_secret("someone")))
     assert response.status_code == 401
 
@@ -100,7 +109,9 @@ async def test_key_id_in_access_log_and_metrics(
 ) -> None:
     path, secrets = key_file(tmp_path, **{"team-log": {}})
     caplog.set_level(logging.INFO, logger="image_gateway.access")
-    async with gateway(make_settings(callers={"keys_file": path})) as client:
+    async with gateway(
+        make_settings(callers={"keys_file": path}, state=state_in(tmp_path))
+    ) as client:
         ok = await upscale(client, bearer(secrets["team-log"]))
         refused = await upscale(client, {})
     assert ok.status_code == 200 and refused.status_code == 401
@@ -146,25 +157,27 @@ def test_warning_when_listening_openly_without_keys(
     assert bool(warnings) is warned
 
 
-def test_a_rotated_key_file_is_picked_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_rotated_key_file_is_picked_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path, first = key_file(tmp_path, a={})
     clock = FakeClock()
     callers = Callers(CallersSettings(keys_file=path, reload_s=5), clock=clock)
     headers = httpx.Headers(bearer(first["a"]))
-    assert callers.authenticate(headers).id == "a"  # type: ignore[arg-type]
+    assert (await callers.authenticate(headers)).id == "a"  # type: ignore[arg-type]
     _, second = key_file(tmp_path, b={})  # replaces the file: a is gone, b is new
     os_time = path.stat().st_mtime + 10
     import os
 
     os.utime(path, (os_time, os_time))
-    assert callers.authenticate(headers).id == "a"  # type: ignore[arg-type]  # not yet re-read
+    assert (await callers.authenticate(headers)).id == "a"  # type: ignore[arg-type]  # not yet re-read
     clock.advance(5)
-    assert callers.authenticate(httpx.Headers(bearer(second["b"]))).id == "b"  # type: ignore[arg-type]
+    assert (await callers.authenticate(httpx.Headers(bearer(second["b"])))).id == "b"  # type: ignore[arg-type]
     path.write_text("{broken")
     os.utime(path, (os_time + 10, os_time + 10))
     clock.advance(5)
     caplog.set_level(logging.ERROR, logger="image_gateway")
-    assert callers.authenticate(httpx.Headers(bearer(second["b"]))).id == "b"  # type: ignore[arg-type]
+    assert (await callers.authenticate(httpx.Headers(bearer(second["b"])))).id == "b"  # type: ignore[arg-type]
     assert "previous keys stay in force" in caplog.text
 
 
@@ -177,7 +190,10 @@ async def test_canary_secret_in_no_log_metric_header_or_error(
     )
     secret, narrow = secrets["canary-key"], secrets["canary-narrow"]
     caplog.set_level(logging.DEBUG)
-    settings = make_settings(callers={"keys_file": path, "metrics_token": "canary-metrics-token"})
+    settings = make_settings(
+        callers={"keys_file": path, "metrics_token": "canary-metrics-token"},
+        state=state_in(tmp_path),
+    )
     async with gateway(settings) as client:
         answers = [
             await upscale(client, bearer(secret)),
@@ -222,7 +238,9 @@ async def test_canary_secret_in_no_log_metric_header_or_error(
 
 async def test_the_openai_routes_need_a_key_too(tmp_path: Path) -> None:
     path, secrets = key_file(tmp_path, **{"team-a": {"operations": ["upscale"]}})
-    async with gateway(make_settings(callers={"keys_file": path})) as client:
+    async with gateway(
+        make_settings(callers={"keys_file": path}, state=state_in(tmp_path))
+    ) as client:
         body = {"prompt": "a fox"}
         missing = await client.post("/v1/images/generations", json=body)
         scoped = await client.post(
@@ -238,3 +256,31 @@ async def test_the_openai_routes_need_a_key_too(tmp_path: Path) -> None:
     assert scoped.status_code == 403
     assert upscaled.status_code == 200, upscaled.text
     assert upscaled.headers["x-image-gateway-cost-usd"] == "0.000000"
+
+
+async def test_keys_from_the_state_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from app.callers import cli
+    from app.settings import StateSettings
+
+    state = StateSettings(data_dir=tmp_path / "state")
+
+    async def run_cli(*argv: str) -> int:  # the CLI runs its own event loop
+        return await asyncio.to_thread(cli.main, ["--store", *argv], None, state)
+
+    assert await run_cli("create", "fleet", "--operations", "upscale") == 0
+    secret = capsys.readouterr().out.strip()
+    assert await run_cli("list") == 0
+    assert '"id": "fleet"' in capsys.readouterr().out
+    settings = make_settings(
+        callers={"store_keys": True, "reload_s": 0}, state={"data_dir": tmp_path / "state"}
+    )
+    async with gateway(settings) as client:
+        ok = await upscale(client, bearer(secret))
+        assert await run_cli("revoke", "fleet") == 0
+        revoked = await upscale(client, bearer(secret))
+    assert ok.status_code == 200 and revoked.status_code == 401
+    assert secret not in (tmp_path / "state" / "state.sqlite3").read_bytes().decode("latin-1")

@@ -28,6 +28,8 @@ REQUIRED = {
     "upstream time": "image_gateway_upstream_duration_seconds_sum",
     "overhead time": "image_gateway_overhead_seconds_sum",
     "circuit states": "image_gateway_circuit_state",
+    "spend": "image_gateway_cost_usd_total",
+    "key budgets": "image_gateway_key_spend_usd",
 }
 
 

@@ -153,7 +153,7 @@ def test_rules_evaluate_without_errors(scraped: Scraped) -> None:
         return None
 
     rules = poll(evaluated, 10, "every rule to be evaluated healthy")
-    assert len(rules) == 11
+    assert len(rules) == 12
     ratio = "image_gateway:request_errors:ratio_rate5m"
     by_operation = poll(
         lambda: scraped.prometheus.values_by(ratio, "operation"), 10, "the recorded error ratio"

@@ -17,6 +17,7 @@ REQUIRED_ALERTS = {
     "ImageGatewayCircuitOpen": "image_gateway_circuit_state",
     "ImageGatewayBulkheadRejections": "image_gateway_bulkhead_rejections_total",
     "ImageGatewayMetricsAbsent": "absent(image_gateway_build_info)",
+    "ImageGatewayKeyNearBudget": "image_gateway_key_spend_usd",
 }
 
 

@@ -1,0 +1,149 @@
+"""``GET /v1/usage``: spend and counts per key, provider and model over a time range, summed
+from the keys' usage records. An admin key sees every key; any other key only its own."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from app.callers.auth import API_KEY_DEP, BEARER_DEP, Callers
+from app.callers.keys import CallerKey
+from app.errors import FieldError, Forbidden, InvalidRequest, NotFound
+from app.record import record_of
+from app.state import Record, StateStore
+
+router = APIRouter(tags=["usage"])
+_PAGE = 1000
+_PROBLEM = {
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+}
+
+
+class UsageLine(BaseModel):
+    provider: str
+    model: str
+    operation: str
+    requests: int = Field(
+        description="Successful vendor calls (refused or failed ones cost nothing)"
+    )
+    images: int
+    usd: float
+
+
+class KeyUsage(BaseModel):
+    key: str
+    requests: int
+    images: int
+    usd: float
+    by_model: list[UsageLine]
+
+
+class UsageReport(BaseModel):
+    start: datetime = Field(description="Inclusive")
+    end: datetime = Field(description="Exclusive")
+    usd: float = Field(description="Sum over every key in the report")
+    keys: list[KeyUsage]
+
+
+async def _caller(
+    request: Request, bearer: Any = BEARER_DEP, api_key: Any = API_KEY_DEP
+) -> CallerKey:
+    callers: Callers = request.app.state.callers
+    if not callers.enabled or callers.ledger is None:
+        raise NotFound("usage is recorded per caller key, and caller keys are off")
+    key = await callers.authenticate(request.headers)
+    record_of(request).caller = key.id
+    return key
+
+
+@router.get(
+    "/v1/usage",
+    operation_id="usage",
+    summary="Spend and counts per key, provider and model",
+    response_model=UsageReport,
+    responses={
+        400: {"description": "A bad time range", **_PROBLEM},
+        401: {"description": "No key, or an unknown or revoked key", **_PROBLEM},
+        403: {"description": "Another key's usage, without an admin key", **_PROBLEM},
+        404: {"description": "Caller keys are off: there is no usage per key", **_PROBLEM},
+    },
+)
+async def usage(
+    request: Request,
+    key: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    caller: CallerKey = Depends(_caller),  # noqa: B008
+) -> UsageReport:
+    """`start`/`end`: ISO 8601 (UTC when no offset is given); by default the current UTC
+    month up to now. `key`: one key's usage (an admin key may name any key; without it an
+    admin sees every key)."""
+    callers: Callers = request.app.state.callers
+    assert callers.ledger is not None
+    begin, until = _range(start, end)
+    keys = _keys_for(caller, key, callers)
+    report = [await _key_usage(callers.ledger.store, k, begin, until) for k in keys]
+    total = round(sum(k.usd for k in report), 6)
+    return UsageReport(start=begin, end=until, usd=total, keys=report)
+
+
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    until = _utc(end) if end else now
+    begin = _utc(start) if start else datetime(now.year, now.month, 1, tzinfo=UTC)
+    if begin >= until:
+        raise InvalidRequest(
+            "start must be before end", errors=[FieldError(("query", "start"), "not before end")]
+        )
+    return begin, until
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _keys_for(caller: CallerKey, asked: str | None, callers: Callers) -> list[str]:
+    if asked is not None and asked != caller.id and not caller.admin:
+        raise Forbidden(f"key {caller.id!r} may read only its own usage", reason="scope")
+    if asked is not None:
+        return [asked]
+    return sorted(callers.ring.keys) if caller.admin else [caller.id]
+
+
+async def _key_usage(store: StateStore, key: str, begin: datetime, until: datetime) -> KeyUsage:
+    lines: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    for record in await _records(store, f"usage:{key}", begin.timestamp(), until.timestamp()):
+        fields = record.fields
+        line = lines[(fields["provider"], fields["model"], fields["operation"])]
+        line[0] += 1
+        line[1] += int(fields.get("images", 0))
+        line[2] += float(fields.get("usd", 0.0))
+    by_model = [
+        UsageLine(provider=p, model=m, operation=o, requests=int(r), images=int(i), usd=round(u, 6))
+        for (p, m, o), (r, i, u) in sorted(lines.items())
+    ]
+    return KeyUsage(
+        key=key,
+        requests=sum(line.requests for line in by_model),
+        images=sum(line.images for line in by_model),
+        usd=round(sum(line.usd for line in by_model), 6),
+        by_model=by_model,
+    )
+
+
+async def _records(store: StateStore, log: str, since: float, until: float) -> list[Record]:
+    """Every record in the range, page by page. A page ends on a timestamp whose other
+    records may start the next page: those already seen are skipped by count."""
+    out: list[Record] = []
+    while True:
+        page = await store.records(log, since, until, limit=_PAGE)
+        seen_at_since = sum(1 for r in out if r.at == since)
+        fresh = page[seen_at_since:] if page and page[0].at == since else page
+        out.extend(fresh)
+        if len(page) < _PAGE or not fresh:
+            return out
+        since = page[-1].at
