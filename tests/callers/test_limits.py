@@ -181,7 +181,7 @@ async def test_usage_sums_the_costs_per_key_provider_and_model(
         ("alice", "/v1/generate", {"provider": "venice", "prompt": "a fox", "n": 3}),
         ("alice", "/v1/generate", {"provider": "deepimage", "prompt": "a fox"}),
         ("bob", "/v1/generate", {"provider": "vertex", "prompt": "a fox", "n": 2,
-                                 "model": "imagen-4.0-fast-generate-001"}),
+                                 "model": "gemini-3.1-flash-image"}),
         ("bob", "/v1/upscale", {"provider": "local", "image": SMALL}),
     ]  # fmt: skip
     async with gateway(settings) as client:
@@ -218,11 +218,11 @@ async def test_usage_sums_the_costs_per_key_provider_and_model(
     report = everyone.json()
     assert [k["key"] for k in report["keys"]] == ["alice", "bob", "ops"]
     assert report["usd"] == pytest.approx(costs["alice"] + costs["bob"])
-    assert report["usd"] == pytest.approx(0.23 + 0.04)
+    assert report["usd"] == pytest.approx(0.23 + 0.1344)  # 2 x 1120 tokens x $60/1M
     bob = one.json()["keys"][0]
     assert [(m["model"], m["images"], m["usd"]) for m in bob["by_model"]] == [
         ("lanczos", 1, 0.0),
-        ("imagen-4.0-fast-generate-001", 2, 0.04),
+        ("gemini-3.1-flash-image", 2, 0.1344),
     ]
     assert other.status_code == 403 and other.json()["code"] == "forbidden"
     assert nobody.status_code == 401
