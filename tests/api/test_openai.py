@@ -412,7 +412,9 @@ async def test_caller_keys_work_here_and_refusals_are_in_openai_shape(
     ]
     write_key_file(tmp_path / "keys.json", keys)
     body = {"prompt": "a fox", "model": "venice-sd35"}
-    async with gateway(settings(server, callers={"keys_file": tmp_path / "keys.json"})) as gw:
+    # With keys on, rate limits, budgets and usage live in the state store: keep it here.
+    values = {"callers": {"keys_file": tmp_path / "keys.json"}, "state": {"data_dir": tmp_path}}
+    async with gateway(settings(server, **values)) as gw:
         missing = await gw.post("/v1/images/generations", json=body)
         wrong = await gw.post("/v1/images/generations", json=body, headers=bearer("igw_nope"))
         scoped = await gw.post(
