@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.callers.auth import API_KEY_DEP, BEARER_DEP, Callers
 from app.callers.keys import CallerKey
@@ -23,30 +23,49 @@ _PROBLEM = {
 }
 
 
+_LINE_EXAMPLE = {
+    "provider": "venice",
+    "model": "upscaler",
+    "operation": "upscale",
+    "requests": 3,
+    "images": 3,
+    "usd": 0.12,
+}
+
+
 class UsageLine(BaseModel):
-    provider: str
-    model: str
-    operation: str
-    requests: int = Field(
-        description="Successful vendor calls (refused or failed ones cost nothing)"
-    )
-    images: int
-    usd: float
+    model_config = ConfigDict(json_schema_extra={"examples": [_LINE_EXAMPLE]})
+
+    provider: str = Field(description="The provider that served the calls")
+    model: str = Field(description="The vendor model")
+    operation: str = Field(description="upscale or generate")
+    requests: int = Field(description="Successful calls (refused or failed ones cost nothing)")
+    images: int = Field(description="Images returned")
+    usd: float = Field(description="Their cost from the price table, in USD")
 
 
 class KeyUsage(BaseModel):
-    key: str
-    requests: int
-    images: int
-    usd: float
-    by_model: list[UsageLine]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"key": "team-a", "requests": 3, "images": 3, "usd": 0.12,
+                 "by_model": [_LINE_EXAMPLE]}
+            ]
+        }
+    )  # fmt: skip
+
+    key: str = Field(description="The caller key id")
+    requests: int = Field(description="Successful calls in the range")
+    images: int = Field(description="Images returned in the range")
+    usd: float = Field(description="What they cost, in USD")
+    by_model: list[UsageLine] = Field(description="The same, per provider, model and operation")
 
 
 class UsageReport(BaseModel):
-    start: datetime = Field(description="Inclusive")
-    end: datetime = Field(description="Exclusive")
+    start: datetime = Field(description="Start of the range (inclusive)")
+    end: datetime = Field(description="End of the range (exclusive)")
     usd: float = Field(description="Sum over every key in the report")
-    keys: list[KeyUsage]
+    keys: list[KeyUsage] = Field(description="One entry per key the caller may read")
 
 
 async def _caller(
