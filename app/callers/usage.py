@@ -23,7 +23,7 @@ _PROBLEM = {
 }
 
 
-_LINE_EXAMPLE = {
+_LINE_EXAMPLE: Any = {
     "provider": "venice",
     "model": "upscaler",
     "operation": "upscale",
