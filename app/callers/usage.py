@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.callers.auth import API_KEY_DEP, BEARER_DEP, Callers
 from app.callers.keys import CallerKey
-from app.errors import FieldError, Forbidden, InvalidRequest, NotFound
+from app.errors import FieldError, InvalidRequest, NotFound, ValidationFailed
 from app.record import record_of
 from app.state import Record, StateStore
 
 router = APIRouter(tags=["usage"])
+_DATE_TIME: dict[str, Any] = {"format": "date-time"}
 _PAGE = 1000
 _PROBLEM = {
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -85,17 +86,20 @@ async def _caller(
     summary="Spend and counts per key, provider and model",
     response_model=UsageReport,
     responses={
-        400: {"description": "A bad time range", **_PROBLEM},
+        400: {"description": "start or end is not an ISO 8601 date-time", **_PROBLEM},
+        422: {"description": "start is not before end", **_PROBLEM},
         401: {"description": "No key, or an unknown or revoked key", **_PROBLEM},
-        403: {"description": "Another key's usage, without an admin key", **_PROBLEM},
-        404: {"description": "Caller keys are off: there is no usage per key", **_PROBLEM},
+        404: {
+            "description": "Caller keys are off, or another key's usage without an admin key",
+            **_PROBLEM,
+        },
     },
 )
 async def usage(
     request: Request,
     key: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Annotated[str | None, Query(json_schema_extra=_DATE_TIME)] = None,
+    end: Annotated[str | None, Query(json_schema_extra=_DATE_TIME)] = None,
     caller: CallerKey = Depends(_caller),  # noqa: B008
 ) -> UsageReport:
     """`start`/`end`: ISO 8601 (UTC when no offset is given); by default the current UTC
@@ -110,15 +114,30 @@ async def usage(
     return UsageReport(start=begin, end=until, usd=total, keys=report)
 
 
-def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+def _range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
-    until = _utc(end) if end else now
-    begin = _utc(start) if start else datetime(now.year, now.month, 1, tzinfo=UTC)
+    until = _parse("end", end) if end is not None else now
+    begin = (
+        _parse("start", start)
+        if start is not None
+        else datetime(now.year, now.month, 1, tzinfo=UTC)
+    )
     if begin >= until:
-        raise InvalidRequest(
+        raise ValidationFailed(
             "start must be before end", errors=[FieldError(("query", "start"), "not before end")]
         )
     return begin, until
+
+
+def _parse(name: str, value: str) -> datetime:
+    """An ISO 8601 date-time (UTC when no offset is given); numbers are not accepted."""
+    try:
+        return _utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} must be an ISO 8601 date-time, e.g. 2026-11-01T00:00:00Z",
+            errors=[FieldError(("query", name), "not an ISO 8601 date-time")],
+        ) from None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -127,7 +146,8 @@ def _utc(moment: datetime) -> datetime:
 
 def _keys_for(caller: CallerKey, asked: str | None, callers: Callers) -> list[str]:
     if asked is not None and asked != caller.id and not caller.admin:
-        raise Forbidden(f"key {caller.id!r} may read only its own usage", reason="scope")
+        # As with jobs, another key's usage is not even said to exist.
+        raise NotFound(f"no usage of key {asked!r} that key {caller.id!r} may read")
     if asked is not None:
         return [asked]
     return sorted(callers.ring.keys) if caller.admin else [caller.id]

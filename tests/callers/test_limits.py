@@ -199,6 +199,7 @@ async def test_usage_sums_the_costs_per_key_provider_and_model(
             "/v1/usage?start=2099-01-01T00:00:00&end=2099-02-01T00:00:00",
             headers=bearer(secrets["alice"]),
         )
+        number = await client.get("/v1/usage?start=0.5", headers=bearer(secrets["alice"]))
         backwards = await client.get(
             "/v1/usage?start=2026-02-01T00:00:00Z&end=2026-01-01T00:00:00Z",
             headers=bearer(secrets["alice"]),
@@ -224,10 +225,11 @@ async def test_usage_sums_the_costs_per_key_provider_and_model(
         ("lanczos", 1, 0.0),
         ("gemini-3.1-flash-image", 2, 0.1344),
     ]
-    assert other.status_code == 403 and other.json()["code"] == "forbidden"
+    assert other.status_code == 404 and other.json()["code"] == "not_found"
     assert nobody.status_code == 401
-    assert later.json()["keys"][0]["requests"] == 0
-    assert backwards.status_code == 400
+    assert later.json()["keys"][0]["requests"] == 0, later.text
+    assert backwards.status_code == 422
+    assert number.status_code == 400 and number.json()["errors"][0]["loc"] == ["query", "start"]
 
 
 async def test_usage_needs_caller_keys() -> None:
