@@ -148,7 +148,9 @@ async def test_an_unconfigured_provider_and_an_open_circuit_are_named(fresh: Ven
 
 G = "/v1/generate"
 U = "/v1/upscale"
-# (provider, path, extra fields, how: "wire:<vendor field>=<value>" | "422:<loc>" | "warn:<text>")
+# (provider, path, extra fields, how: "wire:<vendor field>=<value>" | "422:<loc>" | "warn:<text>"
+#  | "path:<part of the vendor URL path>" | "size:<answer width>" | "ratio:<w:h of the sent size>"
+#  | "mime:<answer type>" | "model:<answer model>")
 # fmt: off
 FIELDS: list[tuple[str, str, dict[str, Any], str]] = [
     # vertex generate (Gemini): every normalized field
@@ -162,9 +164,15 @@ FIELDS: list[tuple[str, str, dict[str, Any], str]] = [
      "wire:generationConfig.imageConfig.imageOutputOptions.mimeType=image/jpeg"),
     ("vertex", G, {"output": {"format": "webp"}}, "422:output.format"),
     ("vertex", G, {"n": 5}, "422:n"),
+    ("vertex", G, {"model": "gemini-2.5-flash-image"}, "path:/gemini-2.5-flash-image:"),
+    ("vertex", G, {"model": "gemini-9-image"}, "422:model"),
+    ("vertex", G, {"options": {"vertex": {"personGeneration": "ALLOW_NONE"}}},
+     "wire:generationConfig.imageConfig.personGeneration=ALLOW_NONE"),
     # vertex upscale
     ("vertex", U, {"scale": 3}, "wire:parameters.upscaleConfig.upscaleFactor=x3"),
     ("vertex", U, {"width": 768}, "wire:parameters.upscaleConfig.upscaleFactor=x3"),
+    ("vertex", U, {"height": 1024}, "wire:parameters.upscaleConfig.upscaleFactor=x4"),
+    ("vertex", U, {"model": "imagegeneration@002"}, "422:model"),
     ("vertex", U, {"prompt": "sharp"}, "422:prompt"),
     ("vertex", U, {"creativity": 0.2}, "422:creativity"),
     ("vertex", U, {"output": {"format": "jpeg", "quality": 70}},
@@ -179,9 +187,13 @@ FIELDS: list[tuple[str, str, dict[str, Any], str]] = [
     ("venice", G, {"output": {"format": "png"}}, "wire:format=png"),
     ("venice", G, {"output": {"quality": 50}}, "422:output.quality"),
     ("venice", G, {"n": 5}, "422:n"),
+    ("venice", G, {"model": "z-image-turbo"}, "wire:model=z-image-turbo"),
+    ("venice", G, {"model": "no-such-model"}, "422:model"),
     # venice upscale
     ("venice", U, {"scale": 3}, "wire:scale=3"),
     ("venice", U, {"width": 512}, "422:width"),
+    ("venice", U, {"height": 512}, "422:height"),
+    ("venice", U, {"model": "z-image-turbo"}, "422:model"),
     ("venice", U, {"prompt": "gold"}, "wire:enhancePrompt=gold"),
     ("venice", U, {"creativity": 0.3}, "wire:enhanceCreativity=0.3"),
     ("venice", U, {"output": {"format": "jpeg"}}, "422:output.format"),
@@ -191,13 +203,27 @@ FIELDS: list[tuple[str, str, dict[str, Any], str]] = [
     ("deepimage", G, {"seed": 7}, "wire:background.generate.sample_num=7"),
     ("deepimage", G, {"width": 640, "height": 480}, "wire:width=640"),
     ("deepimage", G, {"n": 2}, "422:n"),
+    ("deepimage", G, {"aspect_ratio": "16:9"}, "ratio:16:9"),
+    ("deepimage", G, {"output": {"format": "jpeg", "quality": 80}}, "wire:quality=80"),
+    ("deepimage", G, {"model": "fantasy"}, "wire:background.generate.model_type=fantasy"),
+    ("deepimage", G, {"model": "no-such-model"}, "422:model"),
     # deepimage upscale
     ("deepimage", U, {"scale": 2}, "wire:width=512"),
     ("deepimage", U, {"prompt": "sharp"}, "wire:background.generate.description=sharp"),
+    ("deepimage", U, {"width": 600}, "wire:width=600"),
+    ("deepimage", U, {"height": 600}, "wire:height=600"),
+    ("deepimage", U, {"creativity": 0.5}, "wire:upscale_strength=5"),
+    ("deepimage", U, {"output": {"format": "jpeg"}}, "wire:output_format=jpeg"),
+    ("deepimage", U, {"model": "text_x4"}, "wire:upscale_parameters.type=text_x4"),
+    ("deepimage", U, {"model": "no-such-model"}, "422:model"),
     # local upscale
     ("local", U, {"prompt": "sharp"}, "422:prompt"),
     ("local", U, {"creativity": 0.5}, "422:creativity"),
     ("local", U, {"scale": 3}, "size:768"),
+    ("local", U, {"width": 600}, "size:600"),
+    ("local", U, {"height": 300}, "size:300"),
+    ("local", U, {"model": "lanczos"}, "model:lanczos"),
+    ("local", U, {"model": "no-such-model"}, "422:model"),
     ("local", U, {"output": {"format": "jpeg", "quality": 80}}, "mime:image/jpeg"),
 ]
 # fmt: on
@@ -232,6 +258,14 @@ async def test_each_field_is_honoured_refused_or_reported(
         assert answer.json()["images"][0]["width"] == int(what)
     elif kind == "mime":
         assert answer.json()["images"][0]["mime_type"] == what
+    elif kind == "model":
+        assert answer.json()["model"] == what
+    elif kind == "path":
+        assert any(what in r.path for r in getattr(fresh, provider).state.requests)
+    elif kind == "ratio":
+        sent = last_body(fresh, provider, "/process")
+        across, down = (int(part) for part in what.split(":"))
+        assert sent["width"] * down == sent["height"] * across, sent
     else:
         field, _, value = what.partition("=")
         sent = last_body(fresh, provider, "/process" if provider == "deepimage" else "")
