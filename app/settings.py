@@ -167,7 +167,7 @@ class LocalSettings(BaseModel):
     #: How long a request may wait for a free slot before it gets 503.
     queue_timeout_s: float = Field(default=5.0, ge=0)
     #: Memory that local jobs may hold at once, by their estimated peak (pixels x bytes
-    #: per pixel x copies). Size the container from it: docs/deploy.md "Memory sizing".
+    #: per pixel x copies). The container needs this plus the process baseline.
     memory_budget_mb: int = Field(default=640, ge=16)
     #: Largest encoded answer one local job may build (the JSON answer is 4/3 of it).
     max_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

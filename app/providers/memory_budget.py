@@ -29,7 +29,7 @@ BYTES_PER_PIXEL = 4
 def lanczos_peak(in_w: int, in_h: int, out_w: int, out_h: int, max_answer: int) -> int:
     """Estimated peak bytes of one decode -> convert -> Lanczos resize -> encode.
 
-    Copies alive at the worst moment (measured, docs/deploy.md "Memory sizing"): the
+    Copies alive at the worst moment (an estimate, not yet checked against measured peaks): the
     decoded source and its converted/oriented copy, the resize's one-axis intermediate,
     the result, and the encoded answer (at most ``max_answer``) with its base64 for JSON.
     """
