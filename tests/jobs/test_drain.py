@@ -50,9 +50,14 @@ def test_drain_hands_over_unfinished_jobs_and_finishes_the_rest(
         finishing = _submit(client, "finished-in-drain")
         until(lambda: polled_jobs(deepimage) == 3, what="the third job polling")
         second.terminate()
-        until(lambda: client.get("/readyz").status_code == 503, what="/readyz 503")
-        late = client.post(
-            "/v1/generate", json={"prompt": "late"}, headers={"prefer": "respond-async"}
+        # The drain closes idle kept-alive connections at once (app/server_limits.py), so a
+        # request on the client's pooled connection can race that close: probe and submit on
+        # new connections, as a load balancer would.
+        until(lambda: httpx.get(second.url + "/readyz").status_code == 503, what="/readyz 503")
+        late = httpx.post(
+            second.url + "/v1/generate",
+            json={"prompt": "late"},
+            headers={"prefer": "respond-async"},
         )
         assert late.status_code == 503
         deepimage.plan.polls = 0  # the vendor finishes while the gateway drains
