@@ -197,6 +197,32 @@ def test_network_policy_allows_egress_only_to_dns_and_https() -> None:
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= excepted
 
 
+def test_network_policy_admits_only_labelled_callers_and_prometheus() -> None:
+    policy = by_kind(rendered(BASE), "NetworkPolicy")[0]["spec"]
+    [rule] = policy["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["http"]
+    peers = rule["from"]
+    assert {"image-gateway.io/client": "true"} in [
+        p.get("podSelector", {}).get("matchLabels") for p in peers
+    ]
+    assert {"kubernetes.io/metadata.name": "monitoring"} in [
+        p.get("namespaceSelector", {}).get("matchLabels") for p in peers if "podSelector" not in p
+    ]
+    assert all(
+        p.get("podSelector") or p.get("namespaceSelector", {}).get("matchLabels") for p in peers
+    )
+
+
+def test_sidecar_egress_is_dns_and_public_https_only() -> None:
+    policy = by_kind(rendered(SIDECAR), "NetworkPolicy")[0]["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    ports = [(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]]
+    assert sorted(ports) == [("TCP", 53), ("TCP", 443), ("UDP", 53)]
+    https = next(r for r in policy["egress"] if any(p["port"] == 443 for p in r["ports"]))
+    excepted = {c for peer in https["to"] for c in peer["ipBlock"].get("except", [])}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= excepted
+
+
 # ---- every pod that runs the gateway --------------------------------------------------
 
 
