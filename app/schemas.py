@@ -60,15 +60,15 @@ _FALLBACK_DOC = (
     "With an explicit provider: allow the next provider in the routing list when this one "
     "fails in a retryable way or its circuit is open."
 )
+_PROVIDER_DOC = "Provider to use; routing decides when absent."
 _FORM_JSON_DOC = "A JSON object sent as a text part; same meaning as the JSON body's field."
 
 
-class UpscaleParams(Strict):
-    """Every upscale field except the image."""
+class _OperationParams(Strict):
+    """The fields both operations share. Each operation redeclares ``provider`` with its own
+    enum; a redeclared field keeps its place, so ``provider`` stays first in the spec."""
 
-    provider: UpscaleProvider | None = Field(
-        default=None, description="Provider to use; routing decides when absent."
-    )
+    provider: str | None = Field(default=None, description=_PROVIDER_DOC)
     model: str | None = Field(default=None, min_length=1, description=_MODEL_DOC)
     output: OutputOptions | None = Field(default=None, description="Output encoding.")
     options: Options | None = Field(default=None, description=_OPTIONS_DOC)
@@ -81,6 +81,12 @@ class UpscaleParams(Strict):
         "job is POSTed, signed as Standard Webhooks describes. Must match "
         "IMAGE_GATEWAY_JOBS__WEBHOOK_ALLOW.",
     )
+
+
+class UpscaleParams(_OperationParams):
+    """Every upscale field except the image."""
+
+    provider: UpscaleProvider | None = Field(default=None, description=_PROVIDER_DOC)
     scale: float | None = Field(
         default=None,
         ge=1,
@@ -165,22 +171,8 @@ class UpscaleForm(Strict):
     options: str | None = Field(default=None, description=_FORM_JSON_DOC)
 
 
-class GenerateParams(Strict):
-    provider: GenerateProvider | None = Field(
-        default=None, description="Provider to use; routing decides when absent."
-    )
-    model: str | None = Field(default=None, min_length=1, description=_MODEL_DOC)
-    output: OutputOptions | None = Field(default=None, description="Output encoding.")
-    options: Options | None = Field(default=None, description=_OPTIONS_DOC)
-    fallback: bool = Field(default=False, description=_FALLBACK_DOC)
-    callback_url: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=2048,
-        description="Asynchronous requests only (Prefer: respond-async): where the finished "
-        "job is POSTed, signed as Standard Webhooks describes. Must match "
-        "IMAGE_GATEWAY_JOBS__WEBHOOK_ALLOW.",
-    )
+class GenerateParams(_OperationParams):
+    provider: GenerateProvider | None = Field(default=None, description=_PROVIDER_DOC)
     prompt: str = Field(
         min_length=1,
         max_length=32768,
